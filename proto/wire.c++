@@ -1,0 +1,147 @@
+// wire.c++ - send and receive one framed Cap'n Proto message with blocking I/O
+#include "wire.h"
+
+#include <kj/debug.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace mtapy::wire {
+namespace {
+
+int64_t nowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Wait until `sock` is ready for `events`; throws once the deadline has passed.
+void waitFor(int sock, short events, Deadline deadline) {
+  for (;;) {
+    int timeout = -1;
+    if (deadline != kForever) {
+      int64_t left = deadline - nowMs();
+      KJ_REQUIRE(left > 0, "timed out waiting for mtapy-workerd");
+      timeout = int(left);
+    }
+    pollfd p{sock, events, 0};
+    int n = ::poll(&p, 1, timeout);
+    if (n < 0 && errno == EINTR) continue;
+    KJ_SYSCALL(n, "poll");
+    if (n > 0) return;
+  }
+}
+
+// recvmsg() that also collects one SCM_RIGHTS descriptor; returns bytes read (0 = EOF).
+size_t receiveSome(int sock, kj::byte* into, size_t size, kj::AutoCloseFd& fd, Deadline deadline) {
+  for (;;) {
+    iovec iov{into, size};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      waitFor(sock, POLLIN, deadline);
+      continue;
+    }
+    KJ_SYSCALL(n, "recvmsg");
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; i++) {
+        int got;
+        memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+        // Keep the first descriptor; close any extra one a confused peer sent.
+        if (fd == nullptr) fd = kj::AutoCloseFd(got);
+        else ::close(got);
+      }
+    }
+    return size_t(n);
+  }
+}
+
+void receiveExactly(int sock, kj::byte* into, size_t size, kj::AutoCloseFd& fd, Deadline deadline) {
+  while (size > 0) {
+    size_t n = receiveSome(sock, into, size, fd, deadline);
+    KJ_REQUIRE(n > 0, "connection closed in the middle of a message");
+    into += n;
+    size -= n;
+  }
+}
+
+}  // namespace
+
+Deadline deadlineIn(int64_t milliseconds) { return nowMs() + milliseconds; }
+
+void sendMessage(int sock, capnp::MessageBuilder& message, int fd, Deadline deadline) {
+  kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
+  auto bytes = flat.asBytes();
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    iovec iov{const_cast<kj::byte*>(bytes.begin()) + sent, bytes.size() - sent};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    if (sent == 0 && fd >= 0) {
+      memset(control, 0, sizeof control);
+      mh.msg_control = control;
+      mh.msg_controllen = sizeof control;
+      cmsghdr* c = CMSG_FIRSTHDR(&mh);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    ssize_t n = ::sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+      waitFor(sock, POLLOUT, deadline);
+      continue;
+    }
+    KJ_SYSCALL(n, "sendmsg");
+    sent += size_t(n);
+  }
+}
+
+capnp::FlatArrayMessageReader Received::reader() const {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = kMaxMessageWords;
+  return capnp::FlatArrayMessageReader(words, options);
+}
+
+kj::Maybe<Received> receiveMessage(int sock, Deadline deadline) {
+  Received got;
+  uint32_t head[2];
+  auto* headBytes = reinterpret_cast<kj::byte*>(head);
+  size_t first = receiveSome(sock, headBytes, sizeof head, got.fd, deadline);
+  if (first == 0) return nullptr;
+  receiveExactly(sock, headBytes + first, sizeof head - first, got.fd, deadline);
+
+  // Stream framing: segment count - 1, then each segment's size in words, padded to 8 bytes.
+  uint32_t segments = head[0] + 1;
+  KJ_REQUIRE(segments <= 512, "malformed message: too many segments", segments);
+  size_t tableWords = (segments + 1) / 2;  // the table including `head`, in words
+  kj::Array<uint32_t> table = kj::heapArray<uint32_t>(tableWords * 2);
+  table[0] = head[0];
+  table[1] = head[1];
+  receiveExactly(sock, reinterpret_cast<kj::byte*>(table.begin() + 2), (tableWords - 1) * 8,
+                 got.fd, deadline);
+  size_t bodyWords = 0;
+  for (uint32_t i = 0; i < segments; i++) bodyWords += table[i + 1];
+  KJ_REQUIRE(bodyWords <= kMaxMessageWords, "message too large", bodyWords);
+
+  got.words = kj::heapArray<capnp::word>(tableWords + bodyWords);
+  memcpy(got.words.begin(), table.begin(), tableWords * 8);
+  receiveExactly(sock, reinterpret_cast<kj::byte*>(got.words.begin() + tableWords), bodyWords * 8,
+                 got.fd, deadline);
+  return kj::mv(got);
+}
+
+}  // namespace mtapy::wire

@@ -1,0 +1,38 @@
+// wire.h - send and receive one framed Cap'n Proto message with blocking I/O
+// DESCRIPTION  The shim and the worker speak the framing of policy.capnp without an event loop:
+//              one sendmsg() per message (MSG_NOSIGNAL, so no SIGPIPE is ever raised in the
+//              MTA), an optional fd as SCM_RIGHTS on the first byte, poll() for deadlines.
+// DIAGNOSTICS  Every failure throws a kj::Exception whose description says what happened.
+// SEE ALSO     policy.capnp, the daemon's async side in workerd/connection.c++
+#pragma once
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/array.h>
+#include <kj/io.h>
+
+#include <cstdint>
+
+namespace mtapy::wire {
+
+// A point on CLOCK_MONOTONIC in milliseconds; kForever waits without limit.
+using Deadline = int64_t;
+constexpr Deadline kForever = -1;
+Deadline deadlineIn(int64_t milliseconds);
+
+// Larger messages are refused: 64 MiB is far above any header block we forward.
+constexpr size_t kMaxMessageWords = 8 << 20;
+
+// Write `message` to `sock`, attaching `fd` unless it is -1.
+void sendMessage(int sock, capnp::MessageBuilder& message, int fd, Deadline deadline);
+
+struct Received {
+  kj::Array<capnp::word> words;
+  kj::AutoCloseFd fd;  // the attached descriptor, if any
+  capnp::FlatArrayMessageReader reader() const;
+};
+
+// Read one message; null when the peer closed the connection before sending any byte of it.
+kj::Maybe<Received> receiveMessage(int sock, Deadline deadline);
+
+}  // namespace mtapy::wire

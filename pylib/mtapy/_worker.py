@@ -1,0 +1,73 @@
+"""mtapy._worker - the Python half of a worker process: load the policy, run each call.
+
+DESCRIPTION  workerd/worker/python-host.c++ imports this module after the worker has dropped
+             its privileges, calls boot() once, then one function per request. Results come
+             back as plain tuples so the C++ side stays small; all return-value rules live here.
+CONTRACT     ../shared/DESIGN.md section 4, "Exim-Python expansions".
+"""
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import traceback
+
+VALUE, FORCED_FAIL, FAILURE = 0, 1, 2
+
+_policy = None
+
+
+def boot(path, module_name):
+    """Import the policy file as module `module_name` (``__exim__`` in Exim pools)."""
+    global _policy
+    loader = importlib.machinery.SourceFileLoader(module_name, path)
+    spec = importlib.util.spec_from_loader(module_name, loader)
+    module = importlib.util.module_from_spec(spec)
+    # The policy's own folder comes first, so a policy can import its helper modules.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    sys.modules[module_name] = module
+    loader.exec_module(module)
+    _policy = module
+
+
+def _resolve(name):
+    """Find `name` in the policy; dots resolve through attributes ("limits.check")."""
+    found = _policy
+    for part in name.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise LookupError(f"the policy {_policy.__file__} has no {name!r}") from None
+    if not callable(found):
+        raise TypeError(f"{name!r} in the policy is not callable")
+    return found
+
+
+def to_exim(result):
+    """Map a policy's return value to (VALUE, bytes) or (FORCED_FAIL, b"")."""
+    if result is None:
+        return FORCED_FAIL, b""
+    if result is True or result is False:
+        return VALUE, b"true" if result else b"false"
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return VALUE, bytes(result)
+    if not isinstance(result, str):
+        result = str(result)
+    return VALUE, result.encode("utf-8", "surrogateescape")
+
+
+def _failure():
+    kind, value = sys.exc_info()[:2]
+    message = f"{kind.__name__}: {value}" if str(value) else kind.__name__
+    return FAILURE, message.encode("utf-8", "replace"), traceback.format_exc()
+
+
+def expand(function, args):
+    """Run one expansion: bytes in, (code, bytes, traceback) out; never raises."""
+    try:
+        fn = _resolve(function.decode("utf-8", "surrogateescape"))
+        result = fn(*(a.decode("utf-8", "surrogateescape") for a in args))
+        code, value = to_exim(result)
+        return code, value, ""
+    except Exception:
+        return _failure()

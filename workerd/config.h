@@ -1,0 +1,67 @@
+// config.h - mtapy-workerd's configuration: one TOML file, every error reported in one pass
+// DESCRIPTION  deploy/workerd.toml is the reference: every option below is commented there.
+//              Knob names follow Postfix master.cf and gunicorn where admins know them.
+// DIAGNOSTICS  parseConfig() collects "file:line: what was expected" for every problem found;
+//              the daemon refuses to start while any remain.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mtapy::workerd {
+
+enum class OnError { kTempfail, kAccept };
+
+struct PoolConfig {
+  std::string name;
+  std::vector<uid_t> clients;     // uids allowed to call this pool (SO_PEERCRED)
+  std::string user;               // workers run as this user...
+  uid_t uid = 0;
+  gid_t gid = 0;                  // ...and group
+  std::string policy;             // the policy file
+  std::string moduleName = "__exim__";
+  unsigned processLimit = 2;      // workers (Postfix master.cf maxproc)
+  unsigned timeoutMs = 10000;     // per call (gunicorn timeout)
+  OnError onError = OnError::kTempfail;
+  std::string onErrorValue;       // expansion value when onError == kAccept
+  unsigned maxUse = 10000;        // recycle a worker after this many calls (Postfix max_use)
+  unsigned maxUseJitter = 0;      // plus up to this many (gunicorn max_requests_jitter)
+  unsigned throttleTimeMs = 60000;  // wait after a worker fails to start (Postfix throttle_time)
+  unsigned queueLimit = 100;      // calls that may wait for a free worker
+  uint64_t memoryLimitBytes = 0;  // RLIMIT_AS per worker; 0 = none
+};
+
+struct Config {
+  std::string path;
+  std::string socket = "/run/mtapy/mtapy.sock";
+  std::string adminSocket = "/run/mtapy/admin.sock";
+  std::string readsocket;  // "" = no ${readsocket} listener
+  std::string pylib = MTAPY_DEFAULT_PYLIB;
+  std::string logLevel = "info";
+  std::string logTarget = "stderr";
+  std::vector<PoolConfig> pools;
+};
+
+// What the config is checked against (accounts, files); injected so tests need neither.
+struct Host {
+  std::function<std::optional<std::pair<uid_t, gid_t>>(const std::string&)> user;
+  std::function<std::optional<gid_t>(const std::string&)> group;
+  std::function<bool(const std::string&)> fileExists;
+  static Host system();
+};
+
+// Parse `text` (read from `path`); problems are appended to `errors`, all in one pass.
+Config parseConfig(std::string_view text, const std::string& path, const Host& host,
+                   std::vector<std::string>& errors);
+
+// Read and parse the file at `path`.
+Config loadConfig(const std::string& path, const Host& host,
+                  std::vector<std::string>& errors);
+
+}  // namespace mtapy::workerd

@@ -1,0 +1,187 @@
+// daemon.c++ - mtapy-workerd's single event loop: listeners, pools, signals, graceful stop
+#include "daemon.h"
+
+#include "router.h"
+
+#include <capnp/serialize-async.h>
+#include <kj/debug.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace mtapy::workerd {
+namespace {
+
+using Kind = proto::Failure::Kind;
+
+capnp::ReaderOptions clientReaderOptions() {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = 8 << 20;  // a 64 MiB header block is already absurd
+  return options;
+}
+
+// Type=notify: tell systemd we are ready (sd_notify without linking libsystemd).
+void notifySystemd(const char* state) {
+  const char* path = getenv("NOTIFY_SOCKET");
+  if (path == nullptr || strlen(path) >= sizeof(sockaddr_un::sun_path)) return;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  strcpy(address.sun_path, path);
+  if (address.sun_path[0] == '@') address.sun_path[0] = '\0';  // abstract namespace
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  sendto(fd, state, strlen(state), MSG_NOSIGNAL, (sockaddr*)&address,
+         socklen_t(offsetof(sockaddr_un, sun_path) + strlen(path)));
+  close(fd);
+}
+
+}  // namespace
+
+Daemon::Daemon(Config config, std::string workerProgram, kj::AsyncIoContext& io)
+    : config_(kj::mv(config)),
+      io_(io),
+      started_(io.provider->getTimer().now()),
+      connections_(*this) {
+  for (const PoolConfig& pool : config_.pools) {
+    pools_.push_back(std::make_unique<Pool>(pool, workerProgram, config_.pylib, io));
+  }
+}
+
+kj::Promise<void> Daemon::run() {
+  auto shim = kj::heap<Listener>(config_.socket, 0666, io_);
+  auto admin = kj::heap<Listener>(config_.adminSocket, 0600, io_);
+  auto accepting = acceptLoop(*shim, false).exclusiveJoin(acceptLoop(*admin, true));
+  shimListener_ = kj::mv(shim);
+  adminListener_ = kj::mv(admin);
+  for (auto& pool : pools_) pool->start();
+  spdlog::info("mtapy-workerd ready: {} pool(s), policy calls on {}, admin on {}", pools_.size(),
+               config_.socket, config_.adminSocket);
+  notifySystemd("READY=1");
+
+  auto& port = io_.unixEventPort;
+  auto signalled = port.onSignal(SIGTERM).exclusiveJoin(port.onSignal(SIGINT));
+  return signalled.exclusiveJoin(accepting.then([]() -> siginfo_t { KJ_UNREACHABLE; }))
+      .then([this](siginfo_t info) { return stop(info.si_signo); });
+}
+
+kj::Promise<void> Daemon::acceptLoop(Listener& listener, bool admin) {
+  return listener.accept().then([this, &listener, admin](Accepted accepted) {
+    auto& stream = *accepted.stream;
+    uid_t uid = accepted.peer.uid;
+    auto served = admin ? serveAdmin(stream, accepted.peer) : serveClient(stream, accepted.peer);
+    connections_.add(served.attach(kj::mv(accepted.stream)).then([]() {}, [uid](kj::Exception&& e) {
+      spdlog::warn("closed a connection from uid {}: {}", uid, e.getDescription().cStr());
+    }));
+    return acceptLoop(listener, admin);
+  });
+}
+
+kj::Promise<void> Daemon::serveClient(kj::AsyncCapabilityStream& stream, ucred peer) {
+  auto fdSpace = kj::heapArray<kj::AutoCloseFd>(1);
+  auto read = capnp::tryReadMessage(stream, fdSpace, clientReaderOptions());
+  return read.then([this, &stream, peer, fdSpace = kj::mv(fdSpace)](
+                       kj::Maybe<capnp::MessageReaderAndFds> got) mutable -> kj::Promise<void> {
+    KJ_IF_MAYBE(message, got) {
+      kj::Maybe<kj::AutoCloseFd> body;
+      if (message->fds.size() > 0) body = kj::mv(message->fds[0]);
+      auto request = message->reader->getRoot<proto::Request>();
+      return answer(request, peer.uid, false, kj::mv(body))
+          .then([&stream](Reply reply) {
+            auto written = capnp::writeMessage(stream, *reply);
+            return written.attach(kj::mv(reply));
+          })
+          .then([this, &stream, peer]() { return serveClient(stream, peer); });
+    }
+    return kj::READY_NOW;  // the shim closed its connection
+  });
+}
+
+kj::Promise<Reply> Daemon::answer(proto::Request::Reader request, uid_t caller, bool admin,
+                                  kj::Maybe<kj::AutoCloseFd> body) {
+  return kj::evalNow([&]() -> kj::Promise<Reply> {
+    std::string refusal;
+    Kind kind = Kind::NOT_ALLOWED;
+    Route chosen = route(config_.pools, caller, request.getPool().cStr(), admin);
+    if (!request.isExpand() && !request.isLocalScan()) {
+      kind = Kind::BAD_REQUEST;
+      refusal = "unknown kind of request (is the shim newer than mtapy-workerd?)";
+    } else if (chosen.pool < 0) {
+      refusal = chosen.refusal;
+    } else {
+      return pools_[size_t(chosen.pool)]->call(request, kj::mv(body));
+    }
+    spdlog::warn("refused a call from uid {}: {}", caller, refusal);
+    Reply reply = failureReply(kind, refusal);
+    reply->getRoot<proto::Response>().setId(request.getId());
+    return kj::mv(reply);
+  });
+}
+
+kj::Promise<void> Daemon::serveAdmin(kj::AsyncCapabilityStream& stream, ucred peer) {
+  auto fdSpace = kj::heapArray<kj::AutoCloseFd>(1);
+  auto read = capnp::tryReadMessage(stream, fdSpace, clientReaderOptions());
+  return read.then([this, &stream, peer, fdSpace = kj::mv(fdSpace)](
+                       kj::Maybe<capnp::MessageReaderAndFds> got) mutable -> kj::Promise<void> {
+    capnp::MessageReaderAndFds* found;
+    KJ_IF_MAYBE(m, got) found = m;
+    else return kj::READY_NOW;
+    auto& message = *found;
+    auto request = message.reader->getRoot<proto::AdminRequest>();
+    auto out = kj::heap<capnp::MallocMessageBuilder>();
+    auto response = out->initRoot<proto::AdminResponse>();
+    kj::Promise<void> ready = kj::READY_NOW;
+    if (peer.uid != 0) {
+      response.setError("the admin socket is for root only");
+    } else if (request.isStatus()) {
+      auto status = response.initStatus();
+      status.setPid(getpid());
+      status.setUptimeSeconds(uint64_t((io_.provider->getTimer().now() - started_) / kj::SECONDS));
+      auto pools = status.initPools(unsigned(pools_.size()));
+      for (unsigned i = 0; i < pools_.size(); i++) pools_[i]->status(pools[i]);
+    } else if (request.isCall() && !request.getCall().hasPool()) {
+      response.setError("name the pool to call");
+    } else if (request.isCall()) {
+      kj::Maybe<kj::AutoCloseFd> body;
+      if (message.fds.size() > 0) body = kj::mv(message.fds[0]);
+      ready = answer(request.getCall(), 0, true, kj::mv(body)).then([response](Reply reply) mutable {
+        response.setCall(reply->getRoot<proto::Response>().asReader());
+      });
+    } else {
+      response.setError("unknown admin request (is mtapyctl newer than mtapy-workerd?)");
+    }
+    bool keepGoing = peer.uid == 0;
+    return ready.then([&stream, out = kj::mv(out)]() mutable {
+      auto written = capnp::writeMessage(stream, *out);
+      return written.attach(kj::mv(out));
+    }).then([this, &stream, peer, keepGoing]() -> kj::Promise<void> {
+      if (!keepGoing) return kj::READY_NOW;
+      return serveAdmin(stream, peer);
+    });
+  });
+}
+
+kj::Promise<void> Daemon::stop(int signal) {
+  spdlog::info("{}: stopping; calls already accepted finish first", strsignal(signal));
+  shimListener_ = nullptr;  // new MTA connections are refused from now on
+  adminListener_ = nullptr;
+  unsigned longest = 0;
+  for (const PoolConfig& pool : config_.pools) longest = std::max(longest, pool.timeoutMs);
+  auto stops = kj::heapArrayBuilder<kj::Promise<void>>(pools_.size());
+  for (auto& pool : pools_) stops.add(pool->stop());
+  auto grace = io_.provider->getTimer().afterDelay((longest + 5000) * kj::MILLISECONDS).then([]() {
+    spdlog::warn("workers did not stop in time; killing them");
+  });
+  return kj::joinPromises(stops.finish()).exclusiveJoin(kj::mv(grace)).then([]() {
+    spdlog::info("mtapy-workerd stopped");
+  });
+}
+
+void Daemon::taskFailed(kj::Exception&& exception) {
+  spdlog::error("internal error: {}", exception.getDescription().cStr());
+}
+
+}  // namespace mtapy::workerd

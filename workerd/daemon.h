@@ -1,0 +1,44 @@
+// daemon.h - mtapy-workerd's single event loop: listeners, pools, signals, graceful stop
+// DESCRIPTION  Runs as root and never runs policy code. Reads each Request from an MTA shim,
+//              routes it by the caller's uid to a pool and writes the Response back; serves
+//              mtapyctl on the root-only admin socket. SIGTERM/SIGINT: stop accepting, let
+//              every queued and running call finish, end the workers, exit 0.
+// SEE ALSO     pool.c++, router.c++, listener.c++, proto/policy.capnp, proto/admin.capnp
+#pragma once
+
+#include "config.h"
+#include "listener.h"
+#include "pool.h"
+
+#include <kj/async-io.h>
+
+#include <memory>
+#include <vector>
+
+namespace mtapy::workerd {
+
+class Daemon final : private kj::TaskSet::ErrorHandler {
+ public:
+  Daemon(Config config, std::string workerProgram, kj::AsyncIoContext& io);
+
+  // Serve until a stop signal has been handled.
+  kj::Promise<void> run();
+
+ private:
+  kj::Promise<void> acceptLoop(Listener& listener, bool admin);
+  kj::Promise<void> serveClient(kj::AsyncCapabilityStream& stream, ucred peer);
+  kj::Promise<void> serveAdmin(kj::AsyncCapabilityStream& stream, ucred peer);
+  kj::Promise<Reply> answer(proto::Request::Reader request, uid_t caller, bool admin,
+                            kj::Maybe<kj::AutoCloseFd> body);
+  kj::Promise<void> stop(int signal);
+  void taskFailed(kj::Exception&& exception) override;
+
+  Config config_;
+  kj::AsyncIoContext& io_;
+  std::vector<std::unique_ptr<Pool>> pools_;
+  kj::Maybe<kj::Own<Listener>> shimListener_, adminListener_;
+  kj::TimePoint started_;
+  kj::TaskSet connections_;
+};
+
+}  // namespace mtapy::workerd

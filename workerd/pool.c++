@@ -1,0 +1,376 @@
+// pool.c++ - one pool: its worker processes, its queue, its deadlines and its on_error
+#include "pool.h"
+
+#include "proto/worker.capnp.h"
+#include "spawn.h"
+
+#include <capnp/serialize-async.h>
+#include <kj/debug.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <csignal>
+#include <random>
+#include <sys/wait.h>
+
+namespace mtapy::workerd {
+
+using Kind = proto::Failure::Kind;
+
+namespace {
+
+constexpr auto kKillGrace = 200 * kj::MILLISECONDS;  // time for the stack dump before SIGKILL
+constexpr size_t kMaxFunctionNames = 1000;           // bounded stats even for junk names
+
+capnp::ReaderOptions workerReaderOptions() {
+  capnp::ReaderOptions options;
+  options.traversalLimitInWords = 8 << 20;
+  return options;
+}
+
+std::string describeExit(int status) {
+  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
+  int code = WEXITSTATUS(status);
+  switch (code) {
+    case 70: return "could not drop privileges (exit 70)";
+    case 71: return "could not load the policy (exit 71)";
+    case 72: return "lost its socket to the daemon (exit 72)";
+    case 127: return "could not be executed (exit 127)";
+    default: return "exited with status " + std::to_string(code);
+  }
+}
+
+}  // namespace
+
+Reply failureReply(Kind kind, kj::StringPtr message) {
+  auto reply = kj::heap<capnp::MallocMessageBuilder>();
+  auto failure = reply->initRoot<proto::Response>().initFailure();
+  failure.setKind(kind);
+  failure.setMessage(message);
+  return reply;
+}
+
+struct Pool::Job : public kj::Refcounted {
+  uint64_t callerId = 0;
+  bool isExpand = true;
+  std::string function, messageId;
+  capnp::MallocMessageBuilder request;  // the copy a worker gets
+  kj::Maybe<kj::AutoCloseFd> body;
+  kj::TimePoint started = kj::origin<kj::TimePoint>(), deadline = kj::origin<kj::TimePoint>();
+  Worker* worker = nullptr;  // set while a worker runs it
+  kj::Own<kj::PromiseFulfiller<Reply>> done;
+};
+
+struct Pool::Worker {
+  enum State { kStarting, kIdle, kBusy, kStopping };
+  pid_t pid;
+  kj::Maybe<pid_t> reap;  // for UnixEventPort::onChildExit()
+  kj::Own<kj::AsyncCapabilityStream> stream;
+  State state = kStarting;
+  uint64_t calls = 0, retireAfter = 0;
+  bool ready = false;
+  Job* current = nullptr;            // the call it runs, while kBusy
+  kj::Promise<void> task = nullptr;  // reading the Hello, or running a Job
+};
+
+Pool::Pool(const PoolConfig& config, std::string workerProgram, std::string pylib,
+           kj::AsyncIoContext& io)
+    : config_(config),
+      workerProgram_(kj::mv(workerProgram)),
+      pylib_(kj::mv(pylib)),
+      io_(io),
+      timer_(io.provider->getTimer()),
+      throttledUntil_(timer_.now()),
+      tasks_(*this) {}
+
+Pool::~Pool() noexcept {
+  for (auto& w : workers_) kill(w->pid, SIGKILL);
+}
+
+void Pool::start() { ensureWorkers(); }
+
+bool Pool::throttled() const { return timer_.now() < throttledUntil_; }
+
+void Pool::ensureWorkers() {
+  if (stopping_ || throttled()) return;
+  while (workers_.size() < config_.processLimit) spawnOne();
+}
+
+void Pool::spawnOne() {
+  Spawned spawned = spawnWorker(workerProgram_, config_, pylib_);
+  auto worker = std::make_unique<Worker>();
+  Worker& w = *worker;
+  w.pid = spawned.pid;
+  w.reap = spawned.pid;
+  w.stream = io_.lowLevelProvider->wrapUnixSocketFd(kj::mv(spawned.socket));
+  static std::mt19937 random{std::random_device{}()};
+  w.retireAfter = config_.maxUse + (config_.maxUseJitter ? random() % (config_.maxUseJitter + 1) : 0);
+  w.task = awaitHello(w);
+  pid_t pid = w.pid;
+  tasks_.add(io_.unixEventPort.onChildExit(w.reap).then([this, pid](int status) {
+    exited(pid, status);
+  }));
+  workers_.push_back(kj::mv(worker));
+}
+
+kj::Promise<void> Pool::awaitHello(Worker& w) {
+  return capnp::readMessage(*w.stream, workerReaderOptions())
+      .then([this, &w](kj::Own<capnp::MessageReader> message) {
+        auto hello = message->getRoot<proto::Hello>();
+        if (hello.isBootError()) {
+          auto failure = hello.getBootError();
+          spdlog::error("{}{}", failure.getMessage().cStr(),
+                        failure.getTraceback().size() ? "\n" + std::string(failure.getTraceback().cStr()) : "");
+          w.state = Worker::kStopping;  // it exits on its own
+          return;
+        }
+        w.state = Worker::kIdle;
+        w.ready = true;
+        schedule();
+      }, [&w](kj::Exception&&) {
+        w.state = Worker::kStopping;  // died before saying hello; exited() tells why
+      });
+}
+
+kj::Promise<Reply> Pool::call(proto::Request::Reader request, kj::Maybe<kj::AutoCloseFd> body) {
+  auto job = kj::refcounted<Job>();
+  job->callerId = request.getId();
+  job->isExpand = request.isExpand();
+  job->function = job->isExpand ? std::string(request.getExpand().getFunction().asChars().begin(),
+                                              request.getExpand().getFunction().size())
+                                : "local_scan";
+  job->messageId = request.getMessageId();
+  job->request.setRoot(request);
+  job->request.getRoot<proto::Request>().setId(nextJobId_++);
+  job->body = kj::mv(body);
+  job->started = timer_.now();
+  unsigned timeoutMs = config_.timeoutMs;
+  if (request.getTimeoutMs() > 0) timeoutMs = std::min(timeoutMs, unsigned(request.getTimeoutMs()));
+  job->deadline = job->started + timeoutMs * kj::MILLISECONDS;
+
+  auto paf = kj::newPromiseAndFulfiller<Reply>();
+  job->done = kj::mv(paf.fulfiller);
+  bool live = std::any_of(workers_.begin(), workers_.end(),
+                          [](auto& w) { return w->state != Worker::kStopping; });
+  if (stopping_) {
+    job->done->fulfill(failureReply(Kind::SHUTTING_DOWN, "mtapy-workerd is stopping"));
+  } else if (!live && throttled()) {
+    job->done->fulfill(failureReply(Kind::NO_WORKER, "pool " + config_.name +
+        " has no worker: its workers fail to start (see mtapy-workerd's log)"));
+  } else if (queue_.size() >= config_.queueLimit) {
+    job->done->fulfill(failureReply(Kind::OVERLOADED, "pool " + config_.name + " is overloaded: " +
+        std::to_string(queue_.size()) + " calls already wait (queue_limit)"));
+  } else {
+    queue_.push_back(kj::addRef(*job));
+    schedule();
+  }
+  Job& j = *job;
+  auto deadline = timer_.atTime(job->deadline).then([this, &j, timeoutMs]() {
+    bool running = j.worker != nullptr;
+    if (running) overran(j);
+    return failureReply(Kind::TIMEOUT, config_.name + ": " + j.function + " did not answer within " +
+        std::to_string(timeoutMs) + " ms" + (running ? "" : " (no free worker)"));
+  });
+  return paf.promise.exclusiveJoin(kj::mv(deadline))
+      .then([this, job = kj::mv(job)](Reply reply) mutable { return finish(*job, kj::mv(reply)); });
+}
+
+void Pool::schedule() {
+  if (dispatchPending_) return;
+  dispatchPending_ = true;
+  tasks_.add(kj::evalLater([this]() {
+    dispatchPending_ = false;
+    dispatch();
+  }));
+}
+
+void Pool::dispatch() {
+  for (auto& w : workers_) {
+    if (w->state != Worker::kIdle) continue;
+    while (!queue_.empty() && !queue_.front()->done->isWaiting()) queue_.pop_front();
+    if (queue_.empty()) break;
+    kj::Own<Job> job = kj::mv(queue_.front());
+    queue_.pop_front();
+    w->task = run(*w, kj::mv(job));
+  }
+  checkStopped();
+}
+
+kj::Promise<void> Pool::run(Worker& w, kj::Own<Job> job) {
+  w.state = Worker::kBusy;
+  w.calls++;
+  w.current = job.get();
+  job->worker = &w;
+  int fd = -1;
+  KJ_IF_MAYBE(body, job->body) fd = body->get();
+  kj::ArrayPtr<const int> fds = fd >= 0 ? kj::arrayPtr(&fd, 1) : nullptr;
+  auto sent = capnp::writeMessage(*w.stream, fds, job->request);
+  return sent.then([&w]() { return capnp::readMessage(*w.stream, workerReaderOptions()); })
+      .then([this, &w, job = kj::addRef(*job)](kj::Own<capnp::MessageReader> message) mutable {
+        auto reply = kj::heap<capnp::MallocMessageBuilder>();
+        reply->setRoot(message->getRoot<proto::Response>());
+        job->worker = nullptr;
+        w.current = nullptr;
+        job->done->fulfill(kj::mv(reply));
+        w.state = w.calls >= w.retireAfter ? Worker::kStopping : Worker::kIdle;
+        if (w.state == Worker::kStopping) w.stream = nullptr;  // EOF: the worker exits 0
+        schedule();
+      }, [this, &w, job = kj::mv(job)](kj::Exception&&) mutable {
+        job->worker = nullptr;
+        w.current = nullptr;
+        w.state = Worker::kStopping;
+        job->done->fulfill(failureReply(Kind::WORKER_CRASHED, config_.name + ": worker pid " +
+            std::to_string(w.pid) + " died while running " + job->function));
+      });
+}
+
+void Pool::overran(Job& job) {
+  Worker& w = *job.worker;
+  job.worker = nullptr;
+  w.current = nullptr;
+  spdlog::warn("pool {}: {} overran its deadline in worker pid {}; its Python stack follows, "
+               "then it is killed", config_.name, job.function, w.pid);
+  kill(w.pid, SIGUSR2);  // faulthandler prints the stack to our stderr
+  w.state = Worker::kStopping;
+  w.task = nullptr;
+  pid_t pid = w.pid;
+  tasks_.add(timer_.afterDelay(kKillGrace).then([this, pid]() {
+    if (find(pid) != nullptr) kill(pid, SIGKILL);
+  }));
+}
+
+Pool::Worker* Pool::find(pid_t pid) {
+  for (auto& w : workers_) {
+    if (w->pid == pid) return w.get();
+  }
+  return nullptr;
+}
+
+void Pool::exited(pid_t pid, int status) {
+  auto it = std::find_if(workers_.begin(), workers_.end(), [pid](auto& w) { return w->pid == pid; });
+  if (it == workers_.end()) return;
+  bool ready = (*it)->ready;
+  if (Job* job = (*it)->current) {  // it died before we saw the end of its socket
+    job->worker = nullptr;
+    if (job->done->isWaiting()) {
+      job->done->fulfill(failureReply(Kind::WORKER_CRASHED, config_.name + ": worker pid " +
+          std::to_string(pid) + " " + describeExit(status) + " while running " + job->function));
+    }
+  }
+  bool expected = (*it)->state == Worker::kStopping && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  workers_.erase(it);
+  if (!expected && !stopping_) {
+    spdlog::warn("pool {}: worker pid {} {}", config_.name, pid, describeExit(status));
+  }
+  if (!ready && !stopping_) {
+    throttledUntil_ = timer_.now() + config_.throttleTimeMs * kj::MILLISECONDS;
+    spdlog::error("pool {}: a worker failed to start; the pool is throttled for {} ms "
+                  "(throttle_time) and answers on_error meanwhile", config_.name,
+                  config_.throttleTimeMs);
+    bool live = std::any_of(workers_.begin(), workers_.end(), [](auto& w) { return w->ready; });
+    if (!live) failQueued(Kind::NO_WORKER, "the pool's workers fail to start");
+    tasks_.add(timer_.atTime(throttledUntil_).then([this]() { ensureWorkers(); }));
+  }
+  ensureWorkers();
+  checkStopped();
+}
+
+void Pool::failQueued(Kind kind, const std::string& message) {
+  for (auto& job : queue_) {
+    if (job->done->isWaiting()) job->done->fulfill(failureReply(kind, config_.name + ": " + message));
+  }
+  queue_.clear();
+}
+
+Reply Pool::finish(Job& job, Reply reply) {
+  auto response = reply->getRoot<proto::Response>();
+  response.setId(job.callerId);
+  auto micros = (timer_.now() - job.started) / kj::MICROSECONDS;
+  latencyMicros_[latencyCount_++ % latencyMicros_.size()] = uint32_t(std::min<int64_t>(micros, UINT32_MAX));
+  calls_++;
+  auto& counts = perFunction_.size() < kMaxFunctionNames || perFunction_.count(job.function)
+                     ? perFunction_[job.function] : perFunction_["(other)"];
+  counts.first++;
+  if (!response.isFailure()) return reply;
+
+  failures_++;
+  counts.second++;
+  auto failure = response.getFailure();
+  std::string id = job.messageId.empty() ? "" : " (message " + job.messageId + ")";
+  std::string tb = failure.getTraceback().size() ? "\n" + std::string(failure.getTraceback().cStr()) : "";
+  spdlog::error("pool {}: {}{} failed: {}{}", config_.name, job.function, id,
+                failure.getMessage().cStr(), tb);
+  if (config_.onError == OnError::kAccept) {
+    if (job.isExpand) {
+      response.setValue(kj::arrayPtr(reinterpret_cast<const kj::byte*>(config_.onErrorValue.data()),
+                                     config_.onErrorValue.size()));
+    } else {
+      response.initScan().setVerdict(proto::ScanResult::Verdict::ACCEPT);
+    }
+  }
+  return reply;
+}
+
+kj::Promise<void> Pool::stop() {
+  stopping_ = true;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  stopped_ = kj::mv(paf.fulfiller);
+  checkStopped();
+  return kj::mv(paf.promise);
+}
+
+void Pool::checkStopped() {
+  if (!stopping_) return;
+  bool busy = std::any_of(workers_.begin(), workers_.end(), [](auto& w) { return w->state == Worker::kBusy; });
+  bool waiting = std::any_of(queue_.begin(), queue_.end(), [](auto& j) { return j->done->isWaiting(); });
+  if (busy || waiting) return;
+  for (auto& w : workers_) {
+    if (w->state != Worker::kStopping) {
+      w->state = Worker::kStopping;
+      w->task = nullptr;
+      w->stream = nullptr;  // EOF: the worker exits 0
+    }
+  }
+  if (workers_.empty()) {
+    KJ_IF_MAYBE(f, stopped_) (*f)->fulfill();
+    stopped_ = nullptr;
+  }
+}
+
+void Pool::status(proto::PoolStatus::Builder out) const {
+  out.setName(config_.name);
+  out.setUser(config_.user);
+  out.setPolicy(config_.policy);
+  auto left = throttledUntil_ - timer_.now();
+  out.setThrottledSeconds(left > 0 * kj::SECONDS ? uint32_t(left / kj::SECONDS) + 1 : 0);
+  out.setQueued(uint32_t(queue_.size()));
+  out.setCalls(calls_);
+  out.setFailures(failures_);
+  size_t n = std::min(latencyCount_, latencyMicros_.size());
+  if (n > 0) {
+    std::vector<uint32_t> sorted(latencyMicros_.begin(), latencyMicros_.begin() + n);
+    std::sort(sorted.begin(), sorted.end());
+    out.setP50Micros(sorted[n / 2]);
+    out.setP99Micros(sorted[std::min(n - 1, n * 99 / 100)]);
+  }
+  static const char* names[] = {"starting", "idle", "busy", "stopping"};
+  auto workers = out.initWorkers(unsigned(workers_.size()));
+  for (unsigned i = 0; i < workers_.size(); i++) {
+    workers[i].setPid(workers_[i]->pid);
+    workers[i].setState(names[workers_[i]->state]);
+    workers[i].setCalls(workers_[i]->calls);
+  }
+  auto functions = out.initFunctions(unsigned(perFunction_.size()));
+  unsigned i = 0;
+  for (auto& [name, counts] : perFunction_) {
+    functions[i].setName(name);
+    functions[i].setCalls(counts.first);
+    functions[i++].setFailures(counts.second);
+  }
+}
+
+void Pool::taskFailed(kj::Exception&& exception) {
+  spdlog::error("pool {}: internal error: {}", config_.name, exception.getDescription().cStr());
+}
+
+}  // namespace mtapy::workerd

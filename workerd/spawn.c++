@@ -1,0 +1,47 @@
+// spawn.c++ - fork+exec one mtapy-worker with its end of a socketpair as fd 3
+#include "spawn.h"
+
+#include <kj/debug.h>
+
+#include <csignal>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <vector>
+
+namespace mtapy::workerd {
+
+Spawned spawnWorker(const std::string& program, const PoolConfig& pool, const std::string& pylib) {
+  std::vector<std::string> args = {program,
+                                   "--pool", pool.name,
+                                   "--user", pool.user,
+                                   "--uid", std::to_string(pool.uid),
+                                   "--gid", std::to_string(pool.gid),
+                                   "--policy", pool.policy,
+                                   "--pylib", pylib,
+                                   "--module-name", pool.moduleName,
+                                   "--memory-limit", std::to_string(pool.memoryLimitBytes)};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  int pair[2];
+  KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
+  kj::AutoCloseFd ours(pair[0]), theirs(pair[1]);
+
+  pid_t pid;
+  KJ_SYSCALL(pid = fork());
+  if (pid == 0) {
+    // Child: async-signal-safe calls only, then exec.
+    if (pair[1] == 3) fcntl(3, F_SETFD, 0);
+    else if (dup2(pair[1], 3) < 0) _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execv(program.c_str(), argv.data());
+    _exit(127);
+  }
+  return {pid, kj::mv(ours)};
+}
+
+}  // namespace mtapy::workerd

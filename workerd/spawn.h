@@ -1,0 +1,21 @@
+// spawn.h - fork+exec one mtapy-worker with its end of a socketpair as fd 3
+// SECURITY     The child runs only async-signal-safe calls between fork and exec: the daemon's
+//              KJ loop must never continue in a forked child (rpc-baseline.md §6c).
+#pragma once
+
+#include "config.h"
+
+#include <kj/io.h>
+
+#include <string>
+
+namespace mtapy::workerd {
+
+struct Spawned {
+  pid_t pid;
+  kj::AutoCloseFd socket;  // the daemon's end
+};
+
+Spawned spawnWorker(const std::string& program, const PoolConfig& pool, const std::string& pylib);
+
+}  // namespace mtapy::workerd

@@ -1,0 +1,3 @@
+// test-main.c++ - doctest main for workerd-test
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>

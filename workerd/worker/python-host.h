@@ -1,0 +1,43 @@
+// python-host.h - the embedded CPython of one worker and the calls into mtapy._worker
+// DESCRIPTION  Starts the interpreter (after the privilege drop), imports the policy through
+//              pylib/mtapy/_worker.py and turns each request into one call of that module.
+// DIAGNOSTICS  A Python error at start throws PythonError with the traceback; errors during a
+//              call come back inside the Outcome, never as C++ exceptions.
+// SEE ALSO     pylib/mtapy/_worker.py, worker-main.c++
+#pragma once
+
+#include <capnp/list.h>
+
+#include <string>
+
+typedef struct _object PyObject;
+
+namespace mtapy::worker {
+
+struct PythonError {
+  std::string message;    // "ExceptionType: text"
+  std::string traceback;  // as traceback.format_exc() prints it
+};
+
+// What one call produced, as pylib/mtapy/_worker.py reports it.
+struct Outcome {
+  enum Code { kValue = 0, kForcedFail = 1, kFailure = 2 };
+  int code;
+  std::string value;  // the value, or the failure message
+  std::string traceback;
+};
+
+class PythonHost {
+ public:
+  PythonHost(const char* pylib, const char* policy, const char* moduleName);
+  ~PythonHost();
+  PythonHost(const PythonHost&) = delete;
+  PythonHost& operator=(const PythonHost&) = delete;
+
+  Outcome expand(capnp::Data::Reader function, capnp::List<capnp::Data>::Reader args);
+
+ private:
+  PyObject* expand_ = nullptr;
+};
+
+}  // namespace mtapy::worker
