@@ -105,7 +105,7 @@ void Pool::spawnOne() {
   w.stream = io_.lowLevelProvider->wrapUnixSocketFd(kj::mv(spawned.socket));
   static std::mt19937 random{std::random_device{}()};
   w.retireAfter = config_.maxUse + (config_.maxUseJitter ? random() % (config_.maxUseJitter + 1) : 0);
-  w.task = awaitHello(w);
+  w.task = awaitHello(w).eagerlyEvaluate(nullptr);
   pid_t pid = w.pid;
   tasks_.add(io_.unixEventPort.onChildExit(w.reap).then([this, pid](int status) {
     exited(pid, status);
@@ -191,7 +191,7 @@ void Pool::dispatch() {
     if (queue_.empty()) break;
     kj::Own<Job> job = kj::mv(queue_.front());
     queue_.pop_front();
-    w->task = run(*w, kj::mv(job));
+    w->task = run(*w, kj::mv(job)).eagerlyEvaluate(nullptr);
   }
   checkStopped();
 }
@@ -205,8 +205,9 @@ kj::Promise<void> Pool::run(Worker& w, kj::Own<Job> job) {
   KJ_IF_MAYBE(body, job->body) fd = body->get();
   kj::ArrayPtr<const int> fds = fd >= 0 ? kj::arrayPtr(&fd, 1) : nullptr;
   auto sent = capnp::writeMessage(*w.stream, fds, job->request);
+  kj::Own<Job> forError = kj::addRef(*job);
   return sent.then([&w]() { return capnp::readMessage(*w.stream, workerReaderOptions()); })
-      .then([this, &w, job = kj::addRef(*job)](kj::Own<capnp::MessageReader> message) mutable {
+      .then([this, &w, job = kj::mv(job)](kj::Own<capnp::MessageReader> message) mutable {
         auto reply = kj::heap<capnp::MallocMessageBuilder>();
         reply->setRoot(message->getRoot<proto::Response>());
         job->worker = nullptr;
@@ -215,7 +216,7 @@ kj::Promise<void> Pool::run(Worker& w, kj::Own<Job> job) {
         w.state = w.calls >= w.retireAfter ? Worker::kStopping : Worker::kIdle;
         if (w.state == Worker::kStopping) w.stream = nullptr;  // EOF: the worker exits 0
         schedule();
-      }, [this, &w, job = kj::mv(job)](kj::Exception&&) mutable {
+      }, [this, &w, job = kj::mv(forError)](kj::Exception&&) mutable {
         job->worker = nullptr;
         w.current = nullptr;
         w.state = Worker::kStopping;
@@ -337,13 +338,14 @@ void Pool::checkStopped() {
   }
 }
 
-void Pool::status(proto::PoolStatus::Builder out) const {
+void Pool::status(proto::PoolStatus::Builder out) {
   out.setName(config_.name);
   out.setUser(config_.user);
   out.setPolicy(config_.policy);
   auto left = throttledUntil_ - timer_.now();
   out.setThrottledSeconds(left > 0 * kj::SECONDS ? uint32_t(left / kj::SECONDS) + 1 : 0);
-  out.setQueued(uint32_t(queue_.size()));
+  out.setQueued(uint32_t(std::count_if(queue_.begin(), queue_.end(),
+                                      [](auto& job) { return job->done->isWaiting(); })));
   out.setCalls(calls_);
   out.setFailures(failures_);
   size_t n = std::min(latencyCount_, latencyMicros_.size());

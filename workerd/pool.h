@@ -44,7 +44,7 @@ class Pool final : private kj::TaskSet::ErrorHandler {
   // Finish queued and running calls, then end every worker.
   kj::Promise<void> stop();
 
-  void status(proto::PoolStatus::Builder out) const;
+  void status(proto::PoolStatus::Builder out);
   const PoolConfig& config() const { return config_; }
 
  private:

@@ -57,9 +57,11 @@ def to_exim(result):
 
 
 def _failure():
-    kind, value = sys.exc_info()[:2]
+    """The pending exception as (FAILURE, message, traceback without this module's frame)."""
+    kind, value, tb = sys.exc_info()
     message = f"{kind.__name__}: {value}" if str(value) else kind.__name__
-    return FAILURE, message.encode("utf-8", "replace"), traceback.format_exc()
+    lines = traceback.format_exception(kind, value, tb.tb_next or tb)
+    return FAILURE, message.encode("utf-8", "replace"), "".join(lines)
 
 
 def expand(function, args):
