@@ -11,6 +11,8 @@
 
 using namespace mtapy;
 
+REGISTER_EXCEPTION_TRANSLATOR(kj::Exception& e) { return doctest::String(e.getDescription().cStr()); }
+
 namespace {
 
 struct Pair {

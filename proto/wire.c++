@@ -25,13 +25,13 @@ void waitFor(int sock, short events, Deadline deadline) {
     int timeout = -1;
     if (deadline != kForever) {
       int64_t left = deadline - nowMs();
-      KJ_REQUIRE(left > 0, "timed out waiting for mtapy-workerd");
+      if (left <= 0) fail("timed out waiting for the other end of the mtapy socket");
       timeout = int(left);
     }
     pollfd p{sock, events, 0};
     int n = ::poll(&p, 1, timeout);
     if (n < 0 && errno == EINTR) continue;
-    KJ_SYSCALL(n, "poll");
+    if (n < 0) fail(std::string("poll: ") + strerror(errno));
     if (n > 0) return;
   }
 }
@@ -51,7 +51,7 @@ size_t receiveSome(int sock, kj::byte* into, size_t size, kj::AutoCloseFd& fd, D
       waitFor(sock, POLLIN, deadline);
       continue;
     }
-    KJ_SYSCALL(n, "recvmsg");
+    if (n < 0) fail(std::string("recvmsg: ") + strerror(errno));
     for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
       if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
       size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -70,13 +70,17 @@ size_t receiveSome(int sock, kj::byte* into, size_t size, kj::AutoCloseFd& fd, D
 void receiveExactly(int sock, kj::byte* into, size_t size, kj::AutoCloseFd& fd, Deadline deadline) {
   while (size > 0) {
     size_t n = receiveSome(sock, into, size, fd, deadline);
-    KJ_REQUIRE(n > 0, "connection closed in the middle of a message");
+    if (n == 0) fail("connection closed in the middle of a message");
     into += n;
     size -= n;
   }
 }
 
 }  // namespace
+
+void fail(const std::string& what) {
+  throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(what));
+}
 
 Deadline deadlineIn(int64_t milliseconds) { return nowMs() + milliseconds; }
 
@@ -105,7 +109,7 @@ void sendMessage(int sock, capnp::MessageBuilder& message, int fd, Deadline dead
       waitFor(sock, POLLOUT, deadline);
       continue;
     }
-    KJ_SYSCALL(n, "sendmsg");
+    if (n < 0) fail(std::string("sendmsg: ") + strerror(errno));
     sent += size_t(n);
   }
 }
@@ -126,7 +130,7 @@ kj::Maybe<Received> receiveMessage(int sock, Deadline deadline) {
 
   // Stream framing: segment count - 1, then each segment's size in words, padded to 8 bytes.
   uint32_t segments = head[0] + 1;
-  KJ_REQUIRE(segments <= 512, "malformed message: too many segments", segments);
+  if (segments > 512) fail("malformed message: too many segments");
   size_t tableWords = (segments + 1) / 2;  // the table including `head`, in words
   kj::Array<uint32_t> table = kj::heapArray<uint32_t>(tableWords * 2);
   table[0] = head[0];
@@ -135,10 +139,10 @@ kj::Maybe<Received> receiveMessage(int sock, Deadline deadline) {
                  got.fd, deadline);
   size_t bodyWords = 0;
   for (uint32_t i = 0; i < segments; i++) bodyWords += table[i + 1];
-  KJ_REQUIRE(bodyWords <= kMaxMessageWords, "message too large", bodyWords);
+  if (bodyWords > kMaxMessageWords) fail("malformed message: too large");
 
   got.words = kj::heapArray<capnp::word>(tableWords + bodyWords);
-  memcpy(got.words.begin(), table.begin(), tableWords * 8);
+  memcpy(got.words.asBytes().begin(), table.begin(), tableWords * 8);
   receiveExactly(sock, reinterpret_cast<kj::byte*>(got.words.begin() + tableWords), bodyWords * 8,
                  got.fd, deadline);
   return kj::mv(got);

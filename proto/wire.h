@@ -12,6 +12,7 @@
 #include <kj/io.h>
 
 #include <cstdint>
+#include <string>
 
 namespace mtapy::wire {
 
@@ -22,6 +23,9 @@ Deadline deadlineIn(int64_t milliseconds);
 
 // Larger messages are refused: 64 MiB is far above any header block we forward.
 constexpr size_t kMaxMessageWords = 8 << 20;
+
+// Throw a kj::Exception whose description is exactly `what` (it reaches MTA logs verbatim).
+[[noreturn]] void fail(const std::string& what);
 
 // Write `message` to `sock`, attaching `fd` unless it is -1.
 void sendMessage(int sock, capnp::MessageBuilder& message, int fd, Deadline deadline);

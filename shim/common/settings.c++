@@ -1,0 +1,75 @@
+// settings.c++ - the shim's own configuration: where the daemon is, which pool, how long to wait
+#include "settings.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace mtapy::shim {
+namespace {
+
+std::string trim(const std::string& s) {
+  auto begin = s.find_first_not_of(" \t\r");
+  if (begin == std::string::npos) return "";
+  return s.substr(begin, s.find_last_not_of(" \t\r") - begin + 1);
+}
+
+// "30s", "500ms" or a bare number of seconds; 0 when malformed.
+unsigned parseDuration(const std::string& value) {
+  size_t end = 0;
+  unsigned long n = 0;
+  try {
+    n = std::stoul(value, &end);
+  } catch (...) {
+    return 0;
+  }
+  std::string unit = value.substr(end);
+  if (unit == "ms") return unsigned(n);
+  if (unit == "s" || unit.empty()) return unsigned(n * 1000);
+  return 0;
+}
+
+}  // namespace
+
+Settings parseSettings(const std::string& text, const std::string& path) {
+  Settings s;
+  std::istringstream lines(text);
+  std::string line;
+  for (int number = 1; std::getline(lines, line); number++) {
+    line = trim(line.substr(0, line.find('#')));
+    if (line.empty()) continue;
+    auto equals = line.find('=');
+    std::string key = trim(line.substr(0, equals));
+    std::string value = equals == std::string::npos ? "" : trim(line.substr(equals + 1));
+    std::string where = path + ":" + std::to_string(number) + ": ";
+    if (equals == std::string::npos || value.empty()) {
+      s.error = where + "expected key = value";
+    } else if (key == "socket") {
+      s.socket = value;
+    } else if (key == "pool") {
+      s.pool = value;
+    } else if (key == "timeout") {
+      s.timeoutMs = parseDuration(value);
+      if (s.timeoutMs == 0) s.error = where + "timeout: expected e.g. 30s or 500ms";
+    } else {
+      s.error = where + "unknown key " + key + " (expected socket, pool or timeout)";
+    }
+    if (!s.error.empty()) break;
+  }
+  return s;
+}
+
+const Settings& settings() {
+  static const Settings loaded = [] {
+    const char* env = getenv("MTAPY_SHIM_CONF");
+    std::string path = env && *env ? env : "/etc/mtapy/shim.conf";
+    std::ifstream file(path);
+    if (!file) return Settings{};  // no file: the defaults
+    std::stringstream text;
+    text << file.rdbuf();
+    return parseSettings(text.str(), path);
+  }();
+  return loaded;
+}
+
+}  // namespace mtapy::shim

@@ -1,0 +1,70 @@
+// expand.c++ - ${dlfunc{/usr/lib/mtapy/mtapy_exim.so}{python}{FUNCTION}{ARG}...}
+// DESCRIPTION  Sends the expansion to the caller's pool and maps the answer to Exim's dlfunc
+//              results: a value is OK, None is a forced failure, a policy error is FAIL (the
+//              traceback is in mtapy's log), and anything that kept the policy from answering
+//              (daemon down, timeout, crash) is DEFER. Either failure makes an ACL answer 451.
+// SECURITY     No C++ exception crosses into Exim; no Python runs in this process.
+// SEE ALSO     proto/policy.capnp (Expand), pylib/mtapy/_worker.py (the return-value rules)
+#include "exim-api.h"
+#include "shim/common/client.h"
+
+#include <kj/debug.h>
+
+#include <cstring>
+
+namespace mtapy::exim {
+namespace {
+
+// Exim 4.96 crashes on 8 dlfunc arguments and refuses 9 or more, so FUNCTION + 6 is all we get.
+int expand(uschar** yield, int argc, uschar* argv[]) {
+  if (argc < 1) {
+    *yield = US"mtapy: usage ${dlfunc{mtapy_exim.so}{python}{FUNCTION}{ARG}...}";
+    return kFail;
+  }
+  capnp::MallocMessageBuilder message;
+  auto call = message.initRoot<proto::Request>().initExpand();
+  auto bytes = [](const uschar* s) {
+    return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s), strlen((const char*)s));
+  };
+  call.setFunction(bytes(argv[0]));
+  auto args = call.initArgs(unsigned(argc - 1));
+  for (int i = 1; i < argc; i++) args.set(unsigned(i - 1), bytes(argv[i]));
+
+  wire::Received received = shim::call(message, -1);
+  auto reader = received.reader();
+  auto response = reader.getRoot<proto::Response>();
+  switch (response.which()) {
+    case proto::Response::VALUE: {
+      auto value = response.getValue();
+      *yield = string_copyn((const uschar*)value.begin(), int(value.size()));
+      return kOk;
+    }
+    case proto::Response::FORCED_FAIL:
+      *yield = nullptr;
+      return kFailForced;
+    case proto::Response::FAILURE: {
+      auto failure = response.getFailure();
+      *yield = string_sprintf("mtapy: %s", failure.getMessage().cStr());
+      return failure.getKind() == proto::Failure::Kind::POLICY_ERROR ? kFail : kDefer;
+    }
+    default:
+      *yield = US"mtapy: the daemon sent an answer this shim does not know (upgrade the shim)";
+      return kDefer;
+  }
+}
+
+}  // namespace
+}  // namespace mtapy::exim
+
+extern "C" int python(uschar** yield, int argc, uschar* argv[]) {
+  try {
+    return mtapy::exim::expand(yield, argc, argv);
+  } catch (const kj::Exception& e) {
+    *yield = string_sprintf("mtapy: %s", e.getDescription().cStr());
+  } catch (const std::exception& e) {
+    *yield = string_sprintf("mtapy: %s", e.what());
+  } catch (...) {
+    *yield = US"mtapy: unexpected error in the shim";
+  }
+  return mtapy::exim::kDefer;
+}
