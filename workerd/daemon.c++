@@ -1,6 +1,7 @@
 // daemon.c++ - mtapy-workerd's single event loop: listeners, pools, signals, graceful stop
 #include "daemon.h"
 
+#include "readsocket.h"
 #include "router.h"
 
 #include <capnp/serialize-async.h>
@@ -52,14 +53,18 @@ Daemon::Daemon(Config config, std::string workerProgram, kj::AsyncIoContext& io)
 }
 
 kj::Promise<void> Daemon::run() {
-  auto shim = kj::heap<Listener>(config_.socket, 0666, io_);
-  auto admin = kj::heap<Listener>(config_.adminSocket, 0600, io_);
-  auto accepting = acceptLoop(*shim, false).exclusiveJoin(acceptLoop(*admin, true));
-  shimListener_ = kj::mv(shim);
-  adminListener_ = kj::mv(admin);
+  listeners_.add(kj::heap<Listener>(config_.socket, 0666, io_));
+  listeners_.add(kj::heap<Listener>(config_.adminSocket, 0600, io_));
+  auto accepting = acceptLoop(*listeners_[0], Protocol::kShim)
+                       .exclusiveJoin(acceptLoop(*listeners_[1], Protocol::kAdmin));
+  if (!config_.readsocket.empty()) {
+    listeners_.add(kj::heap<Listener>(config_.readsocket, 0666, io_));
+    accepting = accepting.exclusiveJoin(acceptLoop(*listeners_[2], Protocol::kReadsocket));
+  }
   for (auto& pool : pools_) pool->start();
-  spdlog::info("mtapy-workerd ready: {} pool(s), policy calls on {}, admin on {}", pools_.size(),
-               config_.socket, config_.adminSocket);
+  spdlog::info("mtapy-workerd ready: {} pool(s), policy calls on {}, admin on {}{}{}",
+               pools_.size(), config_.socket, config_.adminSocket,
+               config_.readsocket.empty() ? "" : ", ${readsocket} on ", config_.readsocket);
   notifySystemd("READY=1");
 
   auto& port = io_.unixEventPort;
@@ -68,15 +73,17 @@ kj::Promise<void> Daemon::run() {
       .then([this](siginfo_t info) { return stop(info.si_signo); });
 }
 
-kj::Promise<void> Daemon::acceptLoop(Listener& listener, bool admin) {
-  return listener.accept().then([this, &listener, admin](Accepted accepted) {
+kj::Promise<void> Daemon::acceptLoop(Listener& listener, Protocol protocol) {
+  return listener.accept().then([this, &listener, protocol](Accepted accepted) {
     auto& stream = *accepted.stream;
     uid_t uid = accepted.peer.uid;
-    auto served = admin ? serveAdmin(stream, accepted.peer) : serveClient(stream, accepted.peer);
+    auto served = protocol == Protocol::kShim    ? serveClient(stream, accepted.peer)
+                  : protocol == Protocol::kAdmin ? serveAdmin(stream, accepted.peer)
+                                                 : serveReadsocket(stream, accepted.peer);
     connections_.add(served.attach(kj::mv(accepted.stream)).then([]() {}, [uid](kj::Exception&& e) {
       spdlog::warn("closed a connection from uid {}: {}", uid, e.getDescription().cStr());
     }));
-    return acceptLoop(listener, admin);
+    return acceptLoop(listener, protocol);
   });
 }
 
@@ -164,10 +171,38 @@ kj::Promise<void> Daemon::serveAdmin(kj::AsyncCapabilityStream& stream, ucred pe
   });
 }
 
+kj::Promise<void> Daemon::serveReadsocket(kj::AsyncCapabilityStream& stream, ucred peer) {
+  return readRequestLine(stream).then([this, &stream, peer](std::string line) {
+    std::string error;
+    auto parsed = parseReadsocketLine(line, error);
+    kj::Promise<Reply> reply = nullptr;
+    if (parsed) {
+      capnp::MallocMessageBuilder message;
+      auto request = message.initRoot<proto::Request>();
+      request.setPool(parsed->pool);
+      auto expand = request.initExpand();
+      expand.setFunction(kj::StringPtr(parsed->function.c_str()).asBytes());
+      auto args = expand.initArgs(unsigned(parsed->args.size()));
+      for (unsigned i = 0; i < args.size(); i++) {
+        args.set(i, kj::arrayPtr(reinterpret_cast<const kj::byte*>(parsed->args[i].data()),
+                                 parsed->args[i].size()));
+      }
+      reply = answer(request.asReader(), peer.uid, false, nullptr);
+    } else {
+      spdlog::warn("malformed ${{readsocket}} request from uid {}: {}", peer.uid, error);
+      reply = failureReply(Kind::BAD_REQUEST, "mtapy: malformed request: " + error);
+    }
+    return reply.then([&stream](Reply r) {
+      auto text = kj::heapString(readsocketReply(r->getRoot<proto::Response>()).c_str());
+      auto written = stream.write(text.begin(), text.size());
+      return written.attach(kj::mv(text)).then([&stream]() { stream.shutdownWrite(); });
+    });
+  });
+}
+
 kj::Promise<void> Daemon::stop(int signal) {
   spdlog::info("{}: stopping; calls already accepted finish first", strsignal(signal));
-  shimListener_ = nullptr;  // new MTA connections are refused from now on
-  adminListener_ = nullptr;
+  listeners_.clear();  // new connections are refused from now on
   unsigned longest = 0;
   for (const PoolConfig& pool : config_.pools) longest = std::max(longest, pool.timeoutMs);
   auto stops = kj::heapArrayBuilder<kj::Promise<void>>(pools_.size());

@@ -1,7 +1,8 @@
 // daemon.h - mtapy-workerd's single event loop: listeners, pools, signals, graceful stop
 // DESCRIPTION  Runs as root and never runs policy code. Reads each Request from an MTA shim,
 //              routes it by the caller's uid to a pool and writes the Response back; serves
-//              mtapyctl on the root-only admin socket. SIGTERM/SIGINT: stop accepting, let
+//              mtapyctl on the root-only admin socket and ${readsocket} lines on an optional
+//              third socket (readsocket.c++). SIGTERM/SIGINT: stop accepting, let
 //              every queued and running call finish, end the workers, exit 0.
 // SEE ALSO     pool.c++, router.c++, listener.c++, proto/policy.capnp, proto/admin.capnp
 #pragma once
@@ -11,6 +12,7 @@
 #include "pool.h"
 
 #include <kj/async-io.h>
+#include <kj/vector.h>
 
 #include <memory>
 #include <vector>
@@ -25,9 +27,11 @@ class Daemon final : private kj::TaskSet::ErrorHandler {
   kj::Promise<void> run();
 
  private:
-  kj::Promise<void> acceptLoop(Listener& listener, bool admin);
+  enum class Protocol { kShim, kAdmin, kReadsocket };
+  kj::Promise<void> acceptLoop(Listener& listener, Protocol protocol);
   kj::Promise<void> serveClient(kj::AsyncCapabilityStream& stream, ucred peer);
   kj::Promise<void> serveAdmin(kj::AsyncCapabilityStream& stream, ucred peer);
+  kj::Promise<void> serveReadsocket(kj::AsyncCapabilityStream& stream, ucred peer);
   kj::Promise<Reply> answer(proto::Request::Reader request, uid_t caller, bool admin,
                             kj::Maybe<kj::AutoCloseFd> body);
   kj::Promise<void> stop(int signal);
@@ -36,7 +40,7 @@ class Daemon final : private kj::TaskSet::ErrorHandler {
   Config config_;
   kj::AsyncIoContext& io_;
   std::vector<std::unique_ptr<Pool>> pools_;
-  kj::Maybe<kj::Own<Listener>> shimListener_, adminListener_;
+  kj::Vector<kj::Own<Listener>> listeners_;
   kj::TimePoint started_;
   kj::TaskSet connections_;
 };
