@@ -73,3 +73,11 @@ def expand(function, args):
         return code, value, ""
     except Exception:
         return _failure()
+
+
+def local_scan(info, headers, fd, body_offset):
+    """Run the policy's elspy-style local_scan; (verdict, message, changes..., traceback)."""
+    from mtapy import local_scan as elspy_api
+
+    os.lseek(fd, body_offset, os.SEEK_SET)
+    return elspy_api.run(_policy, info, headers, fd)

@@ -83,10 +83,14 @@ PythonHost::PythonHost(const char* pylib, const char* policy, const char* module
   Ref booted(PyObject_CallMethod(module.p, "boot", "ss", policy, moduleName));
   check(bool(booted));
   expand_ = PyObject_GetAttrString(module.p, "expand");
-  check(expand_ != nullptr);
+  localScan_ = PyObject_GetAttrString(module.p, "local_scan");
+  check(expand_ != nullptr && localScan_ != nullptr);
 }
 
-PythonHost::~PythonHost() { Py_XDECREF(expand_); }
+PythonHost::~PythonHost() {
+  Py_XDECREF(expand_);
+  Py_XDECREF(localScan_);
+}
 
 Outcome PythonHost::expand(capnp::Data::Reader function, capnp::List<capnp::Data>::Reader args) {
   Ref name(PyBytes_FromStringAndSize(reinterpret_cast<const char*>(function.begin()),
@@ -108,6 +112,102 @@ Outcome PythonHost::expand(capnp::Data::Reader function, capnp::List<capnp::Data
     return {Outcome::kFailure, "mtapy internal error: " + e.message, e.traceback};
   }
   return {code, std::string(value, size_t(size)), tb};
+}
+
+namespace {
+
+PyObject* pyBytes(capnp::Data::Reader data) {
+  return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(data.begin()),
+                                   Py_ssize_t(data.size()));
+}
+
+PyObject* pyBytesList(capnp::List<capnp::Data>::Reader list) {
+  PyObject* out = PyList_New(Py_ssize_t(list.size()));
+  for (unsigned i = 0; out != nullptr && i < list.size(); i++) {
+    PyList_SET_ITEM(out, i, pyBytes(list[i]));
+  }
+  return out;
+}
+
+// dict[key] = value, consuming the reference to value.
+void put(PyObject* dict, const char* key, PyObject* value) {
+  if (value != nullptr) PyDict_SetItemString(dict, key, value);
+  Py_XDECREF(value);
+}
+
+PyObject* infoDict(proto::LocalScan::Reader scan, capnp::Text::Reader messageId) {
+  PyObject* info = PyDict_New();
+  if (info == nullptr) return nullptr;
+  put(info, "sender_address", pyBytes(scan.getSenderAddress()));
+  put(info, "recipients", pyBytesList(scan.getRecipients()));
+  put(info, "sender_host_address", pyBytes(scan.getSenderHostAddress()));
+  put(info, "sender_host_name", pyBytes(scan.getSenderHostName()));
+  put(info, "sender_host_port", PyLong_FromLong(scan.getSenderHostPort()));
+  put(info, "sender_host_authenticated", pyBytes(scan.getSenderHostAuthenticated()));
+  put(info, "interface_address", pyBytes(scan.getInterfaceAddress()));
+  put(info, "interface_port", PyLong_FromLong(scan.getInterfacePort()));
+  put(info, "received_protocol", pyBytes(scan.getReceivedProtocol()));
+  put(info, "message_id", PyBytes_FromStringAndSize(messageId.begin(), Py_ssize_t(messageId.size())));
+  put(info, "body_linecount", PyLong_FromLong(scan.getBodyLinecount()));
+  put(info, "body_zerocount", PyLong_FromLong(scan.getBodyZerocount()));
+  return info;
+}
+
+// Copy a Python list of bytes into a capnp list; false if it is not one.
+bool fillList(PyObject* list, capnp::List<capnp::Data>::Builder (*init)(proto::ScanResult::Builder, unsigned),
+              proto::ScanResult::Builder result) {
+  if (!PyList_Check(list)) return false;
+  auto out = init(result, unsigned(PyList_GET_SIZE(list)));
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+    char* data;
+    Py_ssize_t size;
+    if (PyBytes_AsStringAndSize(PyList_GET_ITEM(list, i), &data, &size) < 0) return false;
+    out.set(unsigned(i), kj::arrayPtr(reinterpret_cast<const kj::byte*>(data), size_t(size)));
+  }
+  return true;
+}
+
+void fail(proto::Response::Builder response, const std::string& message, const std::string& tb) {
+  auto failure = response.initFailure();
+  failure.setKind(proto::Failure::Kind::POLICY_ERROR);
+  failure.setMessage(message);
+  failure.setTraceback(tb);
+}
+
+}  // namespace
+
+void PythonHost::localScan(proto::Request::Reader request, int fd,
+                           proto::Response::Builder response) {
+  auto scan = request.getLocalScan();
+  Ref info(infoDict(scan, request.getMessageId()));
+  Ref headers(pyBytesList(scan.getHeaders()));
+  Ref result(info && headers ? PyObject_CallFunction(localScan_, "OOiK", info.p, headers.p, fd,
+                                                     (unsigned long long)scan.getBodyOffset())
+                             : nullptr);
+  int verdict;
+  const char* text;
+  Py_ssize_t size;
+  PyObject *add, *remove, *addHeaders, *removeHeaders;
+  const char* tb;
+  if (!result || !PyArg_ParseTuple(result.p, "iy#OOOOs", &verdict, &text, &size, &add, &remove,
+                                   &addHeaders, &removeHeaders, &tb)) {
+    PythonError e = takeError();
+    return fail(response, "mtapy internal error: " + e.message, e.traceback);
+  }
+  if (verdict == 3) return fail(response, std::string(text, size_t(size)), tb);
+  auto out = response.initScan();
+  out.setVerdict(verdict == 1   ? proto::ScanResult::Verdict::REJECT
+                 : verdict == 2 ? proto::ScanResult::Verdict::TEMP_REJECT
+                                : proto::ScanResult::Verdict::ACCEPT);
+  out.setMessage(kj::arrayPtr(reinterpret_cast<const kj::byte*>(text), size_t(size)));
+  bool ok = fillList(add, [](auto r, unsigned n) { return r.initAddRecipients(n); }, out) &&
+            fillList(remove, [](auto r, unsigned n) { return r.initRemoveRecipients(n); }, out) &&
+            fillList(addHeaders, [](auto r, unsigned n) { return r.initAddHeaders(n); }, out) &&
+            fillList(removeHeaders, [](auto r, unsigned n) { return r.initRemoveHeaders(n); }, out);
+  if (!ok) {
+    PythonError e = takeError();
+    fail(response, "mtapy internal error: local_scan result is not lists of bytes " + e.message, "");
+  }
 }
 
 }  // namespace mtapy::worker

@@ -6,7 +6,10 @@
 // SEE ALSO     pylib/mtapy/_worker.py, worker-main.c++
 #pragma once
 
+#include "proto/policy.capnp.h"
+
 #include <capnp/list.h>
+#include <capnp/message.h>
 
 #include <string>
 
@@ -36,8 +39,13 @@ class PythonHost {
 
   Outcome expand(capnp::Data::Reader function, capnp::List<capnp::Data>::Reader args);
 
+  // Run the policy's local_scan(info, headers, fd) for `request` (a localScan) and fill
+  // `response` with its ScanResult or a Failure. `fd` is the message's spool data file.
+  void localScan(proto::Request::Reader request, int fd, proto::Response::Builder response);
+
  private:
   PyObject* expand_ = nullptr;
+  PyObject* localScan_ = nullptr;
 };
 
 }  // namespace mtapy::worker

@@ -80,6 +80,14 @@ void runExpand(PythonHost& python, uint64_t id, proto::Expand::Reader call) {
   answer(message);
 }
 
+void runLocalScan(PythonHost& python, proto::Request::Reader request, int fd) {
+  capnp::MallocMessageBuilder message;
+  auto response = message.initRoot<proto::Response>();
+  response.setId(request.getId());
+  python.localScan(request, fd, response);
+  answer(message);
+}
+
 void badRequest(uint64_t id, const char* why) {
   capnp::MallocMessageBuilder message;
   auto response = message.initRoot<proto::Response>();
@@ -104,6 +112,13 @@ void badRequest(uint64_t id, const char* why) {
       switch (request.which()) {
         case proto::Request::EXPAND:
           runExpand(python, request.getId(), request.getExpand());
+          break;
+        case proto::Request::LOCAL_SCAN:
+          if (received->fd == nullptr) {
+            badRequest(request.getId(), "local_scan needs the message's file descriptor");
+          } else {
+            runLocalScan(python, request, received->fd);
+          }
           break;
         default:
           badRequest(request.getId(), "this worker does not serve that kind of request");
