@@ -7,8 +7,14 @@
 
 #include <kj/debug.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <fcntl.h>
+#include <fstream>
 #include <iostream>
+#include <stdexcept>
+#include <vector>
 #include <string>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -25,6 +31,11 @@ constexpr const char* kUsage =
     "  call POOL FN [ARG...]    run FN from POOL's policy as an Exim expansion would; prints\n"
     "                           the value. Exit status: 0 value, 1 forced failure (None),\n"
     "                           2 failure (the MTA would defer), 3 cannot reach the daemon\n"
+    "  scan POOL FILE --from ADDR --to ADDR [--to ADDR...] [--host IP]\n"
+    "                           run POOL's local_scan on the message in FILE (RFC 5322, as\n"
+    "                           received) as Exim would; prints the verdict and changes.\n"
+    "                           Exit status: 0 accept, 1 reject, 2 temporary reject or\n"
+    "                           failure, 3 cannot reach the daemon\n"
     "\n"
     "  -s ADMIN_SOCKET          default /run/mtapy/admin.sock ([daemon] admin_socket)\n";
 
@@ -60,6 +71,83 @@ int printCall(mtapy::proto::Response::Reader response) {
       std::cerr << "unexpected answer\n";
       return 2;
   }
+}
+
+// Exim's view of a message file: header lines (continuations joined, CRLF made LF) and
+// the offset where the body starts.
+size_t splitHeaders(const std::string& raw, std::vector<std::string>& headers) {
+  size_t at = 0;
+  while (at < raw.size()) {
+    size_t end = raw.find('\n', at);
+    size_t next = end == std::string::npos ? raw.size() : end + 1;
+    std::string line = raw.substr(at, next - at);
+    if (line.size() >= 2 && line[line.size() - 2] == '\r') line.erase(line.size() - 2, 1);
+    if (line == "\n" || line == "\r") return next;  // the blank line ends the headers
+    bool continuation = (line[0] == ' ' || line[0] == '\t') && !headers.empty();
+    bool header = line.find(':') != std::string::npos && line.find(':') > 0 &&
+                  line.find_first_of(" \t") > line.find(':');
+    if (continuation) headers.back() += line;
+    else if (header) headers.push_back(line.back() == '\n' ? line : line + "\n");
+    else return at;  // not a header: the body starts here
+    at = next;
+  }
+  return at;
+}
+
+int printScan(mtapy::proto::Response::Reader response) {
+  if (!response.isScan()) return printCall(response);
+  auto scan = response.getScan();
+  static const char* verdicts[] = {"accept", "reject", "tempreject"};
+  std::cout << "verdict: " << verdicts[unsigned(scan.getVerdict())] << "\n";
+  auto text = [](capnp::Data::Reader d) { return std::string(d.asChars().begin(), d.size()); };
+  if (scan.getMessage().size()) std::cout << "message: " << text(scan.getMessage()) << "\n";
+  for (auto a : scan.getAddRecipients()) std::cout << "add recipient: " << text(a) << "\n";
+  for (auto a : scan.getRemoveRecipients()) std::cout << "remove recipient: " << text(a) << "\n";
+  for (auto h : scan.getAddHeaders()) std::cout << "add header: " << text(h) << "\n";
+  for (auto h : scan.getRemoveHeaders()) std::cout << "remove header: " << text(h) << "\n";
+  switch (scan.getVerdict()) {
+    case mtapy::proto::ScanResult::Verdict::ACCEPT: return 0;
+    case mtapy::proto::ScanResult::Verdict::REJECT: return 1;
+    default: return 2;
+  }
+}
+
+// Build a localScan request for FILE; returns the opened file to attach.
+kj::AutoCloseFd buildScan(mtapy::proto::Request::Builder call, int argc, char** argv, int i) {
+  call.setPool(argv[i]);
+  std::string path = argv[i + 1];
+  std::string from, host;
+  std::vector<std::string> to;
+  for (i += 2; i + 1 < argc; i += 2) {
+    std::string flag = argv[i];
+    if (flag == "--from") from = argv[i + 1];
+    else if (flag == "--to") to.push_back(argv[i + 1]);
+    else if (flag == "--host") host = argv[i + 1];
+    else throw std::invalid_argument("unknown option " + flag);
+  }
+  if (i != argc || to.empty()) throw std::invalid_argument("scan needs --from ADDR and --to ADDR");
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::invalid_argument(path + ": " + strerror(errno));
+  kj::AutoCloseFd file(fd);
+  std::ifstream in(path, std::ios::binary);
+  std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> headers;
+  size_t bodyOffset = splitHeaders(raw, headers);
+
+  call.setMessageId("mtapyctl-scan");
+  auto scan = call.initLocalScan();
+  scan.setBodyOffset(bodyOffset);
+  scan.setSenderAddress(kj::StringPtr(from.c_str()).asBytes());
+  auto rcpts = scan.initRecipients(unsigned(to.size()));
+  for (unsigned r = 0; r < to.size(); r++) rcpts.set(r, kj::StringPtr(to[r].c_str()).asBytes());
+  scan.setSenderHostAddress(kj::StringPtr(host.c_str()).asBytes());
+  scan.setReceivedProtocol(kj::StringPtr(host.empty() ? "local" : "esmtp").asBytes());
+  scan.setBodyLinecount(int(std::count(raw.begin() + long(bodyOffset), raw.end(), '\n')));
+  auto out = scan.initHeaders(unsigned(headers.size()));
+  for (unsigned h = 0; h < headers.size(); h++) {
+    out.set(h, kj::arrayPtr(reinterpret_cast<const kj::byte*>(headers[h].data()), headers[h].size()));
+  }
+  return file;
 }
 
 void printStatus(mtapy::proto::Status::Reader status) {
@@ -100,6 +188,7 @@ int run(int argc, char** argv) {
   std::string command = argv[i++];
   capnp::MallocMessageBuilder message;
   auto request = message.initRoot<mtapy::proto::AdminRequest>();
+  kj::AutoCloseFd attached;
   if (command == "status") {
     request.setStatus();
   } else if (command == "call" && argc - i >= 2) {
@@ -110,13 +199,21 @@ int run(int argc, char** argv) {
     expand.setFunction(kj::StringPtr(argv[i + 1]).asBytes());
     auto args = expand.initArgs(unsigned(argc - i - 2));
     for (unsigned a = 0; a < args.size(); a++) args.set(a, kj::StringPtr(argv[i + 2 + a]).asBytes());
+  } else if (command == "scan" && argc - i >= 2) {
+    try {
+      attached = buildScan(request.initCall(), argc, argv, i);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "mtapyctl: " << e.what() << "\n" << kUsage;
+      return 64;
+    }
   } else {
     std::cerr << kUsage;
     return 64;
   }
 
   kj::AutoCloseFd sock(connectTo(socketPath));
-  mtapy::wire::sendMessage(sock, message, -1, mtapy::wire::deadlineIn(kTimeoutMs));
+  mtapy::wire::sendMessage(sock, message, attached == nullptr ? -1 : attached.get(),
+                           mtapy::wire::deadlineIn(kTimeoutMs));
   auto got = mtapy::wire::receiveMessage(sock, mtapy::wire::deadlineIn(kTimeoutMs));
   KJ_IF_MAYBE(received, got) {
     auto reader = received->reader();
@@ -129,7 +226,7 @@ int run(int argc, char** argv) {
       printStatus(response.getStatus());
       return 0;
     }
-    return printCall(response.getCall());
+    return command == "scan" ? printScan(response.getCall()) : printCall(response.getCall());
   }
   std::cerr << "mtapyctl: the daemon closed the connection (only root may use it)\n";
   return 3;
