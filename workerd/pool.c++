@@ -56,6 +56,7 @@ struct Pool::Job : public kj::Refcounted {
   std::string function, messageId;
   capnp::MallocMessageBuilder request;  // the copy a worker gets
   kj::Maybe<kj::AutoCloseFd> body;
+  int bodyFd = -1;  // body's number, kept here because writes may complete later
   kj::TimePoint started = kj::origin<kj::TimePoint>(), deadline = kj::origin<kj::TimePoint>();
   Worker* worker = nullptr;  // set while a worker runs it
   kj::Own<kj::PromiseFulfiller<Reply>> done;
@@ -142,6 +143,7 @@ kj::Promise<Reply> Pool::call(proto::Request::Reader request, kj::Maybe<kj::Auto
   job->messageId = request.getMessageId();
   job->request.setRoot(request);
   job->request.getRoot<proto::Request>().setId(nextJobId_++);
+  KJ_IF_MAYBE(fd, body) job->bodyFd = fd->get();
   job->body = kj::mv(body);
   job->started = timer_.now();
   unsigned timeoutMs = config_.timeoutMs;
@@ -201,9 +203,8 @@ kj::Promise<void> Pool::run(Worker& w, kj::Own<Job> job) {
   w.calls++;
   w.current = job.get();
   job->worker = &w;
-  int fd = -1;
-  KJ_IF_MAYBE(body, job->body) fd = body->get();
-  kj::ArrayPtr<const int> fds = fd >= 0 ? kj::arrayPtr(&fd, 1) : nullptr;
+  // The fd array must outlive a write that completes later: point into the (heap) Job.
+  kj::ArrayPtr<const int> fds = job->bodyFd >= 0 ? kj::arrayPtr(&job->bodyFd, 1) : nullptr;
   auto sent = capnp::writeMessage(*w.stream, fds, job->request);
   kj::Own<Job> forError = kj::addRef(*job);
   return sent.then([&w]() { return capnp::readMessage(*w.stream, workerReaderOptions()); })
