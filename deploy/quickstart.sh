@@ -41,8 +41,8 @@ for _ in $(seq 50); do mtapyctl status 2>/dev/null | grep -q " idle," && break; 
 mtapyctl status
 
 say "Calling the policy directly (no MTA involved)"
-echo "\$ mtapyctl call exim check_recipient spamtrap 192.0.2.1"
-mtapyctl call exim check_recipient spamtrap 192.0.2.1
+echo "\$ mtapyctl call exim reject_recipient spamtrap"
+mtapyctl call exim reject_recipient spamtrap
 
 say "Starting a private Exim on 127.0.0.1:2525"
 install -d -o Debian-exim -g Debian-exim -m 0750 "$qs" "$qs/spool" "$qs/log" "$qs/mail"
