@@ -4,6 +4,7 @@ Run as root (the daemon starts workers as other users). The build directory come
 $MTAPY_BUILD (default: ./build at the top of the checkout); tests/run-all.sh sets it.
 """
 
+import itertools
 import os
 import pathlib
 import pwd
@@ -19,6 +20,7 @@ import pytest
 TOP = pathlib.Path(__file__).resolve().parent.parent
 BUILD = pathlib.Path(os.environ.get("MTAPY_BUILD", TOP / "build"))
 POOL_USERS = ("mtapy-t1", "mtapy-t2")
+_daemon_numbers = itertools.count(1)  # unique run folders, even for parametrized tests
 
 
 def ensure_user(name):
@@ -102,10 +104,10 @@ class Daemon:
         raise RuntimeError(f"mtapy-workerd did not become ready: {self.log()}")
 
     def ready(self):
-        """True once every pool has an idle worker (status lists one)."""
+        """True once every pool has an idle worker."""
         status = self.ctl("status")
-        pools = status.stdout.count("\npool ")
-        return status.returncode == 0 and status.stdout.count(" idle,") >= pools > 0
+        pools = status.stdout.split("\npool ")[1:]
+        return status.returncode == 0 and bool(pools) and all(" idle," in p for p in pools)
 
     def stop(self, timeout=20):
         if self.process and self.process.poll() is None:
@@ -132,7 +134,8 @@ def make_daemon(stage, request):
     started = []
 
     def make(pools, name=None, daemon_extra="", start=True):
-        d = Daemon(stage, name or f"{request.node.name[:40]}-{len(started)}", pools, daemon_extra)
+        d = Daemon(stage, name or f"{request.node.name[:30]}-{next(_daemon_numbers)}", pools,
+                   daemon_extra)
         started.append(d)
         return d.start() if start else d
 

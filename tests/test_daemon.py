@@ -1,8 +1,26 @@
-"""mtapy-workerd end to end: pools, privilege separation, failures and recovery."""
+"""mtapy-workerd end to end: pools, privilege separation, failures and recovery.
+
+Each test runs a real mtapy-workerd as root with pools of real worker processes under the
+unprivileged users mtapy-t1 and mtapy-t2, and calls it the way Exim does: through the real
+mtapy_exim.so loaded by tests/tools/dlfunc-harness (which plays Exim's ${dlfunc}), or through
+mtapyctl where an admin would. dlfunc results: OK 0, DEFER 1, FAIL 2, ERROR 3, FAIL_FORCED 4.
+"""
 
 import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import time
 
-from conftest import pool_toml, write_policy
+import pytest
+
+from conftest import BUILD, pool_toml, wait_for, write_policy
+
+OK, DEFER, FAIL, FAIL_FORCED = 0, 1, 2, 4
 
 POLICY = """
     import os
@@ -11,9 +29,512 @@ POLICY = """
 """
 
 
+# ---- helpers -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def harness(stage):
+    """dlfunc-harness staged beside the shim, world-executable, so any test user can run it."""
+    target = stage / "bin" / "dlfunc-harness"
+    shutil.copy2(BUILD / "tests" / "dlfunc-harness", target)
+    target.chmod(0o755)
+    return target
+
+
+def shim_conf(d, pool=None, timeout="5s"):
+    """A shim.conf for daemon `d`, naming `pool` if given; returns its path."""
+    path = d.dir / f"shim-{pool or 'any'}-{timeout}.conf"
+    path.write_text(f"socket = {d.socket}\ntimeout = {timeout}\n" +
+                    (f"pool = {pool}\n" if pool else ""))
+    path.chmod(0o644)
+    return path
+
+
+def as_user(name):
+    """The setpriv prefix that runs a command as user `name` with no supplementary groups."""
+    pw = pwd.getpwnam(name)
+    return ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
+
+
+def to_bytes(value):
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def exim_call(harness, conf, fn, *args, user=None, timeout=30):
+    """Call python(FN, ARGS) in mtapy_exim.so as Exim would; returns (rc, yield bytes or None)."""
+    command = [str(harness), str(harness.parent / "mtapy_exim.so"), "call",
+               to_bytes(fn), *map(to_bytes, args)]
+    r = subprocess.run((as_user(user) if user else []) + command, capture_output=True,
+                       env={**os.environ, "MTAPY_SHIM_CONF": str(conf)}, timeout=timeout)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    head, _, rest = r.stdout.partition(b"\n")
+    assert head.startswith(b"rc=") and rest.endswith(b"\n"), r.stdout
+    value = rest[:-1]
+    return int(head[3:]), (None if value == b"(null)" else value)
+
+
+def repeat_summary(out):
+    """The words of the last line of `dlfunc-harness ... repeat`: calls=N failures=K ..."""
+    lines = out.decode(errors="replace").splitlines()
+    return tuple(lines[-1].split()) if len(lines) >= 3 else ()
+
+
+def launch(d):
+    """Start daemon `d` without waiting for workers (a pool whose policy fails never idles)."""
+    with open(d.log_path, "ab") as log:
+        d.process = subprocess.Popen(
+            [str(d.stage / "bin" / "mtapy-workerd"), "--config", str(d.config)],
+            stdout=log, stderr=subprocess.STDOUT)
+    assert wait_for(lambda: d.process.poll() is not None or
+                    (d.admin.exists() and d.ctl("status").returncode == 0)), d.log()
+    assert d.process.poll() is None, d.log()
+    return d
+
+
+def log_lines(d, *needles):
+    return [line for line in d.log().splitlines() if all(n in line for n in needles)]
+
+
+# ---- who may call, and as whom the policy runs -----------------------------------------------
+
 def test_policy_runs_as_the_pool_user_with_exim_module_name(make_daemon, stage, users):
     policy = write_policy(stage, "who.py", POLICY)
     d = make_daemon(pool_toml("a", policy, user="mtapy-t1") +
                     pool_toml("b", policy, user="mtapy-t2"))
     assert d.call("a", "whoami") == (0, f"{users['mtapy-t1'].pw_uid} __exim__", "")
     assert d.call("b", "whoami") == (0, f"{users['mtapy-t2'].pw_uid} __exim__", "")
+
+
+def exported_symbols(program):
+    """Names `program` exports to plugins (nm -D --defined-only), without libc's or main."""
+    out = subprocess.run(["nm", "-D", "--defined-only", str(program)], capture_output=True,
+                         text=True, check=True).stdout
+    names = {line.split()[-1] for line in out.splitlines() if line.strip()}
+    return {n for n in names if "@" not in n and not n.startswith("_") and n != "main"}
+
+
+def test_the_exim_shim_loads_with_only_the_symbols_stock_exim_exports(harness):
+    exim = shutil.which("exim4") or "/usr/sbin/exim4"
+    if os.path.exists(exim):  # the harness offers exactly what Exim offers, no more
+        assert exported_symbols(harness) == exported_symbols(exim)
+    # RTLD_NOW, as Debian's local_scan_path loader: every undefined symbol must resolve now.
+    r = subprocess.run([str(harness), str(harness.parent / "mtapy_exim.so"), "load"],
+                       capture_output=True, text=True)
+    assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
+
+
+def test_allowed_uids_get_answers_through_the_exim_shim(make_daemon, stage, users, harness):
+    policy = write_policy(stage, "who-shim.py", POLICY)
+    d = make_daemon(pool_toml("a", policy, user="mtapy-t1", clients=("root", "mtapy-t2")))
+    expected = f"{users['mtapy-t1'].pw_uid} __exim__".encode()
+    conf = shim_conf(d)  # no pool named: the daemon picks the caller's one pool
+    assert exim_call(harness, conf, "whoami") == (OK, expected)
+    assert exim_call(harness, conf, "whoami", user="mtapy-t2") == (OK, expected)
+
+
+def test_a_uid_not_allowed_for_a_pool_is_refused_and_logged_once(make_daemon, stage, users,
+                                                                  harness):
+    policy = write_policy(stage, "who-refused.py", POLICY)
+    d = make_daemon(pool_toml("a", policy, user="mtapy-t1", clients=("root",)) +
+                    pool_toml("b", policy, user="mtapy-t1", clients=("mtapy-t2",)))
+    uid = str(users["mtapy-t2"].pw_uid)
+    rc, message = exim_call(harness, shim_conf(d, pool="a"), "whoami", user="mtapy-t2")
+    assert rc in (DEFER, FAIL) and uid.encode() in message, (rc, message)
+    assert len(log_lines(d, "refused", f"uid {uid}")) == 1, d.log()
+    # The same uid still reaches the pool that lists it.
+    assert exim_call(harness, shim_conf(d, pool="b"), "whoami", user="mtapy-t2")[0] == OK
+
+
+def test_the_policy_cannot_read_a_root_only_file(make_daemon, stage):
+    secret = stage / "run" / "root-only-secret"
+    secret.write_text("root's secret\n")
+    secret.chmod(0o600)
+    policy = write_policy(stage, "snoop.py", f"""
+        def snoop():
+            try:
+                with open({str(secret)!r}) as f:
+                    return "read: " + f.read()
+            except PermissionError as e:
+                return "PermissionError"
+    """)
+    d = make_daemon(pool_toml("a", policy))
+    assert d.call("a", "snoop") == (0, "PermissionError", "")
+
+
+# ---- the Exim-Python contract: return values, arguments, names ------------------------------
+
+VALUES_POLICY = """
+    class Shown:
+        def __str__(self):
+            return "shown via str()"
+
+    def text(): return "plain text, 한국어"
+    def yes(): return True
+    def no(): return False
+    def nothing(): return None
+    def raw(): return b"\\xff\\xfe 8-bit \\x80"
+    def whole(): return 42
+    def real(): return 1.5
+    def thing(): return Shown()
+    def empty(): return ""
+    def broken(): raise ValueError("the policy broke")
+"""
+
+
+def test_return_values_map_to_exim_results(make_daemon, stage, harness):
+    policy = write_policy(stage, "values.py", VALUES_POLICY)
+    d = make_daemon(pool_toml("a", policy))
+    conf = shim_conf(d)
+    expected = {
+        "text": (OK, "plain text, 한국어".encode()),
+        "yes": (OK, b"true"),
+        "no": (OK, b"false"),
+        "nothing": (FAIL_FORCED, None),
+        "raw": (OK, b"\xff\xfe 8-bit \x80"),
+        "whole": (OK, b"42"),
+        "real": (OK, b"1.5"),
+        "thing": (OK, b"shown via str()"),
+        "empty": (OK, b""),
+    }
+    got = {fn: exim_call(harness, conf, fn) for fn in expected}
+    assert got == expected
+    # mtapyctl: 0 value, 1 forced failure.
+    assert d.call("a", "yes")[:2] == (0, "true")
+    assert d.call("a", "nothing")[0] == 1
+
+
+def test_a_policy_exception_fails_the_expansion_with_its_message_and_logs_the_traceback(
+        make_daemon, stage, harness):
+    policy = write_policy(stage, "raises.py", VALUES_POLICY)
+    d = make_daemon(pool_toml("a", policy))
+    rc, message = exim_call(harness, shim_conf(d), "broken")
+    assert rc == FAIL and b"ValueError: the policy broke" in message, (rc, message)
+    assert b"Traceback" not in message  # one line for Exim's log; the traceback is ours
+    assert wait_for(lambda: 'raise ValueError("the policy broke")' in d.log()), d.log()
+    assert "Traceback (most recent call last)" in d.log() and str(policy) in d.log()
+    assert d.call("a", "broken")[0] == 2
+
+
+ARGS_POLICY = """
+    def show(*args):
+        return " ".join(a.encode("utf-8", "surrogateescape").hex() or "-" for a in args)
+    def count(*args):
+        return f"{len(args)} {args!r}"
+    def echo(arg):
+        return arg
+"""
+
+
+def test_arguments_arrive_byte_exact_and_round_trip(make_daemon, stage, harness):
+    policy = write_policy(stage, "args.py", ARGS_POLICY)
+    d = make_daemon(pool_toml("a", policy))
+    conf = shim_conf(d)
+    korean = "한국어 스팸".encode()
+    args = [b"\xff\xfe", korean, b"", b"plain", b"\x80x\xc3("]
+    assert exim_call(harness, conf, "show", *args) == (
+        OK, " ".join(a.hex() or "-" for a in args).encode())
+    assert exim_call(harness, conf, "count", "", "x", "") == (OK, b"3 ('', 'x', '')")
+    assert exim_call(harness, conf, "count") == (OK, b"0 ()")
+    # Six arguments after the function name: the most Exim 4.96 can pass safely.
+    assert exim_call(harness, conf, "count", *"123456") == (
+        OK, b"6 ('1', '2', '3', '4', '5', '6')")
+    for raw in (b"\xff\xfe", korean, b"mixed \xe9t\xe9 " + korean, b""):
+        assert exim_call(harness, conf, "echo", raw) == (OK, raw)
+
+
+def test_dotted_names_resolve_through_attributes(make_daemon, stage, harness):
+    policy = write_policy(stage, "dotted.py", """
+        class limits:
+            @staticmethod
+            def check(sender):
+                return f"checked {sender}"
+
+        class Counter:
+            def __init__(self):
+                self.hits = 0
+            def hit(self):
+                self.hits += 1
+                return self.hits
+
+        counter = Counter()
+        nested = limits
+    """)
+    d = make_daemon(pool_toml("a", policy, process_limit=1))
+    conf = shim_conf(d)
+    assert exim_call(harness, conf, "limits.check", "a@b.example") == (OK, b"checked a@b.example")
+    assert exim_call(harness, conf, "nested.check", "x") == (OK, b"checked x")
+    assert [exim_call(harness, conf, "counter.hit")[1] for _ in range(3)] == [b"1", b"2", b"3"]
+    rc, message = exim_call(harness, conf, "limits.nope")
+    assert rc == FAIL and b"limits.nope" in message, (rc, message)
+
+
+# ---- workers that die, hang or fail to load -----------------------------------------------------
+
+CRASH_POLICY = """
+    import ctypes, os, time
+    def exits():
+        os._exit(1)
+    def segfaults():
+        ctypes.string_at(0)
+    def sleepy():
+        time.sleep(5)
+        return "too late"
+    def fine():
+        return "fine"
+    def broken():
+        raise RuntimeError("no")
+"""
+
+
+@pytest.mark.parametrize("fn, exit_text", [("exits", "exited with status 1"),
+                                           ("segfaults", "killed by signal 11")])
+def test_a_worker_that_dies_mid_call_defers_and_the_next_call_succeeds(make_daemon, stage,
+                                                                       harness, fn, exit_text):
+    policy = write_policy(stage, f"crash-{fn}.py", CRASH_POLICY)
+    d = make_daemon(pool_toml("a", policy, process_limit=1, timeout="5s"), name=f"dies-{fn}")
+    conf = shim_conf(d)
+    rc, message = exim_call(harness, conf, fn)
+    assert rc == DEFER and b"mtapy: worker pid" in message, (rc, message)
+    assert exim_call(harness, conf, "fine") == (OK, b"fine")
+    assert wait_for(lambda: log_lines(d, "pool a: worker pid", exit_text)), d.log()
+
+
+def test_a_call_past_its_timeout_defers_dumps_the_stack_and_the_pool_recovers(make_daemon, stage,
+                                                                             harness):
+    policy = write_policy(stage, "slow.py", CRASH_POLICY)
+    d = make_daemon(pool_toml("a", policy, process_limit=1, timeout="1s"))
+    conf = shim_conf(d)
+    started = time.monotonic()
+    rc, message = exim_call(harness, conf, "sleepy")
+    took = time.monotonic() - started
+    assert rc == DEFER and b"did not answer within 1000 ms" in message, (rc, message)
+    assert 1.0 <= took < 2.0, took
+    assert exim_call(harness, conf, "fine") == (OK, b"fine")
+    # faulthandler's dump names the policy file and the function that hung.
+    assert wait_for(lambda: f'File "{policy}"' in d.log() and "in sleepy" in d.log()), d.log()
+    assert log_lines(d, "sleepy overran its deadline")
+
+
+def test_failures_answer_on_error_value_only_when_the_pool_is_fail_open(make_daemon, stage,
+                                                                        harness):
+    policy = write_policy(stage, "open.py", CRASH_POLICY)
+    d = make_daemon(pool_toml("open", policy, timeout="1s", on_error="accept",
+                              on_error_value="yes") +
+                    pool_toml("closed", policy, timeout="1s"))
+    fail_open, fail_closed = shim_conf(d, pool="open"), shim_conf(d, pool="closed")
+    for fn in ("broken", "exits", "sleepy"):
+        assert exim_call(harness, fail_open, fn) == (OK, b"yes"), fn
+        assert exim_call(harness, fail_closed, fn)[0] in (DEFER, FAIL), fn
+    assert exim_call(harness, fail_open, "fine") == (OK, b"fine")  # answers stay answers
+    assert exim_call(harness, fail_open, "nothing.here") == (OK, b"yes")
+    # Fail-open still logs each failure.
+    assert log_lines(d, "pool open: broken failed")
+
+
+def test_a_policy_that_fails_to_import_throttles_its_pool_not_the_daemon(make_daemon, stage,
+                                                                         harness):
+    bad = write_policy(stage, "bad-import.py", """
+        import os
+        import mtapy_no_such_module_for_tests
+    """)
+    good = write_policy(stage, "good.py", CRASH_POLICY)
+    d = launch(make_daemon(pool_toml("bad", bad, timeout="5s", throttle_time="2s") +
+                           pool_toml("good", good), start=False))
+    assert wait_for(lambda: "THROTTLED" in d.ctl("status").stdout), d.ctl("status").stdout
+    conf = shim_conf(d, pool="bad")
+    for _ in range(3):
+        started = time.monotonic()
+        rc, message = exim_call(harness, conf, "fine")
+        assert time.monotonic() - started < 1.0
+        assert rc == DEFER and b"bad" in message, (rc, message)
+    assert d.call("good", "fine") == (0, "fine", "")
+    assert exim_call(harness, shim_conf(d, pool="good"), "fine") == (OK, b"fine")
+    assert "No module named 'mtapy_no_such_module_for_tests'" in d.log()
+    assert f'File "{bad}"' in d.log()
+    assert d.process.poll() is None
+
+
+def test_an_answer_too_large_to_forward_defers_and_the_pool_recovers(make_daemon, stage,
+                                                                     harness):
+    # 70 MiB is past the daemon's 64 MiB message limit: the daemon cannot read the worker's
+    # answer, so that worker is useless and must be replaced, not kept.
+    policy = write_policy(stage, "huge.py", """
+        def huge():
+            return "x" * (70 << 20)
+        def fine():
+            return "fine"
+    """)
+    d = make_daemon(pool_toml("a", policy, process_limit=1, timeout="1s"))
+    conf = shim_conf(d)
+    rc, message = exim_call(harness, conf, "huge")
+    assert rc == DEFER, (rc, message[:200])
+    assert exim_call(harness, conf, "fine") == (OK, b"fine"), d.ctl("status").stdout + d.log()
+
+
+# ---- the policy socket under abuse -------------------------------------------------------------
+
+def raw_client(path, payload, close=True):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(path))
+    s.sendall(payload)
+    if close:
+        s.close()
+    return s
+
+
+def test_malformed_requests_do_not_disturb_other_clients(make_daemon, stage, harness):
+    policy = write_policy(stage, "steady.py", """
+        import time
+        def tick(n):
+            time.sleep(0.005)
+            return n
+    """)
+    d = make_daemon(pool_toml("a", policy, timeout="5s"))
+    conf = shim_conf(d)
+    # A well-formed client keeps one connection busy for about 1.5 s meanwhile.
+    steady = subprocess.Popen(
+        [str(harness), str(harness.parent / "mtapy_exim.so"), "repeat", "300", "tick", "ok"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "MTAPY_SHIM_CONF": str(conf)})
+    held = []
+    abuse = [
+        b"\xde\xad\xbe\xef" * 64,                          # garbage
+        struct.pack("<II", 0, 100),                        # 1 segment of 100 words, then EOF
+        struct.pack("<II", 0x7FFFFFFF, 1) + b"\0" * 64,    # absurd segment count
+        struct.pack("<II", 0, 0xFFFFFFF0),                 # absurd segment size
+        struct.pack("<II", 0, 2) + b"\xff" * 16,           # framed, but not a Request
+        b"",                                               # connect and hang up
+    ]
+    while steady.poll() is None:
+        for payload in abuse:
+            raw_client(d.socket, payload)
+        if len(held) < 20:  # half-sent requests left open
+            held.append(raw_client(d.socket, struct.pack("<II", 0, 100) + b"\0" * 40,
+                                   close=False))
+        time.sleep(0.01)
+    out, err = steady.communicate()
+    assert out.startswith(b"rc=0\nok\n"), (out, err)
+    assert repeat_summary(out)[:2] == ("calls=300", "failures=0"), (out, err)
+    assert d.process.poll() is None, d.log()
+    assert exim_call(harness, conf, "tick", "after") == (OK, b"after")
+    for s in held:
+        s.close()
+
+
+# ---- stopping, configuration, the admin socket ----------------------------------------------
+
+def test_sigterm_lets_an_in_flight_call_finish(make_daemon, stage, harness):
+    policy = write_policy(stage, "inflight.py", """
+        import time
+        def slow():
+            time.sleep(1)
+            return "finished"
+    """)
+    d = make_daemon(pool_toml("a", policy, timeout="5s"))
+    call = subprocess.Popen(
+        [str(harness), str(harness.parent / "mtapy_exim.so"), "call", "slow"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "MTAPY_SHIM_CONF": str(shim_conf(d))})
+    assert wait_for(lambda: " busy," in d.ctl("status").stdout, timeout=5), d.log()
+    d.process.send_signal(signal.SIGTERM)
+    out, err = call.communicate(timeout=10)
+    assert out == b"rc=0\nfinished\n", (out, err)
+    assert d.process.wait(timeout=10) == 0, d.log()
+
+
+def test_sigterm_also_answers_calls_queued_behind_a_retiring_worker(make_daemon, stage, harness):
+    # max_use = 1: the busy worker retires after its call, so the queued one needs a new worker.
+    policy = write_policy(stage, "queued.py", """
+        import time
+        def slow():
+            time.sleep(0.5)
+            return "finished"
+        def quick():
+            return "quick"
+    """)
+    d = make_daemon(pool_toml("a", policy, process_limit=1, max_use=1, timeout="1s"))
+    env = {**os.environ, "MTAPY_SHIM_CONF": str(shim_conf(d))}
+    run = [str(harness), str(harness.parent / "mtapy_exim.so"), "call"]
+    first = subprocess.Popen(run + ["slow"], stdout=subprocess.PIPE, env=env)
+    assert wait_for(lambda: " busy," in d.ctl("status").stdout, timeout=5), d.log()
+    second = subprocess.Popen(run + ["quick"], stdout=subprocess.PIPE, env=env)
+    assert wait_for(lambda: "queued 1," in d.ctl("status").stdout, timeout=5), d.log()
+    stopping = time.monotonic()
+    d.process.send_signal(signal.SIGTERM)
+    assert first.communicate(timeout=10)[0] == b"rc=0\nfinished\n"
+    assert second.communicate(timeout=10)[0] == b"rc=0\nquick\n", d.log()
+    assert d.process.wait(timeout=10) == 0
+    assert time.monotonic() - stopping < 2, d.log()
+
+
+def test_a_long_lived_mta_process_survives_a_daemon_restart(make_daemon, stage, harness):
+    policy = write_policy(stage, "restart.py", POLICY)
+    d = make_daemon(pool_toml("a", policy))
+    conf = shim_conf(d)
+    # One process, one kept connection, two calls 2 s apart: the daemon restarts in between.
+    session = subprocess.Popen(
+        [str(harness), str(harness.parent / "mtapy_exim.so"), "repeat", "2", "whoami"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "MTAPY_SHIM_CONF": str(conf), "DLFUNC_HARNESS_PAUSE_MS": "2000"})
+    time.sleep(0.3)
+    assert d.stop() == 0
+    rc, message = exim_call(harness, conf, "whoami")  # meanwhile: defer, do not hang
+    assert rc == DEFER and b"cannot reach mtapy-workerd" in message, (rc, message)
+    d.start()
+    out, err = session.communicate(timeout=10)
+    assert repeat_summary(out)[:2] == ("calls=2", "failures=0"), (out, err)
+
+
+def test_check_config_reports_every_error_with_its_line(stage, users, tmp_path):
+    policy = write_policy(stage, "checked.py", POLICY)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[daemon]\n'                                   # 1
+        'socket = "/run/mtapy-test/x.sock"\n'          # 2
+        'log_level = "chatty"\n'                       # 3
+        '[pools.a]\n'                                  # 4
+        'clients = ["root"]\n'                         # 5
+        'user = "mtapy-no-such-user"\n'                # 6
+        f'policy = "{policy}"\n'                       # 7
+        'timeout = "soon"\n'                           # 8
+        'wibble = 1\n'                                 # 9
+        '[pools.b]\n'                                  # 10
+        'clients = ["root"]\n'                         # 11
+        'user = "mtapy-t1"\n'                          # 12
+        'policy = "/nonexistent/policy.py"\n'          # 13
+        'on_error = "maybe"\n')                        # 14
+    r = subprocess.run([str(stage / "bin" / "mtapy-workerd"), "--check-config", "--config",
+                        str(bad)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1, r
+    output = r.stdout + r.stderr
+    for line, word in [(3, "log_level"), (6, "mtapy-no-such-user"), (8, "timeout"),
+                       (9, "wibble"), (13, "/nonexistent/policy.py"), (14, "on_error")]:
+        assert any(l.startswith(f"{bad}:{line}:") and word in l for l in output.splitlines()), \
+            (line, word, output)
+    assert len([l for l in output.splitlines() if l.startswith(f"{bad}:")]) == 6, output
+
+    good = tmp_path / "good.toml"
+    good.write_text(f'[pools.a]\nclients = ["root"]\nuser = "mtapy-t1"\npolicy = "{policy}"\n')
+    r = subprocess.run([str(stage / "bin" / "mtapy-workerd"), "--check-config", "--config",
+                        str(good)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r
+
+
+def test_the_admin_socket_is_for_root_only_and_the_policy_socket_is_not(make_daemon, stage,
+                                                                        users, harness):
+    policy = write_policy(stage, "admin.py", POLICY)
+    d = make_daemon(pool_toml("a", policy, clients=("root", "mtapy-t1")))
+    mode = os.stat(d.admin)
+    assert stat.S_ISSOCK(mode.st_mode) and stat.S_IMODE(mode.st_mode) == 0o600, oct(mode.st_mode)
+    assert mode.st_uid == 0
+    ctl = [str(stage / "bin" / "mtapyctl"), "-s", str(d.admin)]
+    r = subprocess.run(as_user("mtapy-t1") + ctl + ["call", "a", "whoami"], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode != 0 and r.stdout == "", r
+    # Even through a socket file opened up by mistake, the daemon checks the caller's uid.
+    os.chmod(d.admin, 0o666)
+    r = subprocess.run(as_user("mtapy-t1") + ctl + ["status"], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 3 and "root only" in r.stderr, r
+    # The policy socket serves the same uid, because the pool lists it.
+    assert exim_call(harness, shim_conf(d), "whoami", user="mtapy-t1") == (
+        OK, f"{users['mtapy-t1'].pw_uid} __exim__".encode())

@@ -93,7 +93,9 @@ void Pool::start() { ensureWorkers(); }
 bool Pool::throttled() const { return timer_.now() < throttledUntil_; }
 
 void Pool::ensureWorkers() {
-  if (stopping_ || throttled()) return;
+  // A stopping pool still needs workers for calls it has already queued.
+  bool queued = std::any_of(queue_.begin(), queue_.end(), [](auto& j) { return j->done->isWaiting(); });
+  if ((stopping_ && !queued) || throttled()) return;
   while (workers_.size() < config_.processLimit) spawnOne();
 }
 
@@ -170,8 +172,11 @@ kj::Promise<Reply> Pool::call(proto::Request::Reader request, kj::Maybe<kj::Auto
   auto deadline = timer_.atTime(job->deadline).then([this, &j, timeoutMs]() {
     bool running = j.worker != nullptr;
     if (running) overran(j);
-    return failureReply(Kind::TIMEOUT, config_.name + ": " + j.function + " did not answer within " +
-        std::to_string(timeoutMs) + " ms" + (running ? "" : " (no free worker)"));
+    // The queue may now hold nothing but expired calls: a stopping pool can finish.
+    tasks_.add(kj::evalLater([this]() { checkStopped(); }));
+    return failureReply(Kind::TIMEOUT, j.function + " did not answer within " +
+                                           std::to_string(timeoutMs) + " ms" +
+                                           (running ? "" : " (no free worker)"));
   });
   return paf.promise.exclusiveJoin(kj::mv(deadline))
       .then([this, job = kj::mv(job)](Reply reply) mutable { return finish(*job, kj::mv(reply)); });
@@ -217,12 +222,18 @@ kj::Promise<void> Pool::run(Worker& w, kj::Own<Job> job) {
         w.state = w.calls >= w.retireAfter ? Worker::kStopping : Worker::kIdle;
         if (w.state == Worker::kStopping) w.stream = nullptr;  // EOF: the worker exits 0
         schedule();
-      }, [this, &w, job = kj::mv(forError)](kj::Exception&&) mutable {
+      }, [this, &w, job = kj::mv(forError)](kj::Exception&& e) mutable {
+        // EOF (it died), or an answer we cannot read (too large, garbage): either way this
+        // worker is done for; exited() reaps and replaces it.
         job->worker = nullptr;
         w.current = nullptr;
         w.state = Worker::kStopping;
-        job->done->fulfill(failureReply(Kind::WORKER_CRASHED, config_.name + ": worker pid " +
-            std::to_string(w.pid) + " died while running " + job->function));
+        kill(w.pid, SIGKILL);
+        std::string why = e.getType() == kj::Exception::Type::DISCONNECTED
+                              ? "died during the call"
+                              : std::string("gave an unreadable answer: ") + e.getDescription().cStr();
+        job->done->fulfill(failureReply(Kind::WORKER_CRASHED,
+                                        "worker pid " + std::to_string(w.pid) + " " + why));
       });
 }
 
@@ -255,8 +266,8 @@ void Pool::exited(pid_t pid, int status) {
   if (Job* job = (*it)->current) {  // it died before we saw the end of its socket
     job->worker = nullptr;
     if (job->done->isWaiting()) {
-      job->done->fulfill(failureReply(Kind::WORKER_CRASHED, config_.name + ": worker pid " +
-          std::to_string(pid) + " " + describeExit(status) + " while running " + job->function));
+      job->done->fulfill(failureReply(Kind::WORKER_CRASHED, "worker pid " + std::to_string(pid) +
+          " " + describeExit(status) + " during the call"));
     }
   }
   bool expected = (*it)->state == Worker::kStopping && WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -270,7 +281,7 @@ void Pool::exited(pid_t pid, int status) {
                   "(throttle_time) and answers on_error meanwhile", config_.name,
                   config_.throttleTimeMs);
     bool live = std::any_of(workers_.begin(), workers_.end(), [](auto& w) { return w->ready; });
-    if (!live) failQueued(Kind::NO_WORKER, "the pool's workers fail to start");
+    if (!live) failQueued(Kind::NO_WORKER, "pool " + config_.name + "'s workers fail to start");
     tasks_.add(timer_.atTime(throttledUntil_).then([this]() { ensureWorkers(); }));
   }
   ensureWorkers();
@@ -279,7 +290,7 @@ void Pool::exited(pid_t pid, int status) {
 
 void Pool::failQueued(Kind kind, const std::string& message) {
   for (auto& job : queue_) {
-    if (job->done->isWaiting()) job->done->fulfill(failureReply(kind, config_.name + ": " + message));
+    if (job->done->isWaiting()) job->done->fulfill(failureReply(kind, message));
   }
   queue_.clear();
 }

@@ -71,7 +71,7 @@ def expand(function, args):
         result = fn(*(a.decode("utf-8", "surrogateescape") for a in args))
         code, value = to_exim(result)
         return code, value, ""
-    except Exception:
+    except BaseException:  # even sys.exit() in a policy is its failure, not the worker's end
         return _failure()
 
 
