@@ -1,7 +1,6 @@
 """The Exim-Python return-value and argument rules of mtapy._worker.expand()."""
 
 import sys
-import types
 
 import pytest
 
