@@ -67,6 +67,7 @@ struct LocalScan {
   headers @12 :List(Data);
   # Each header as Exim holds it: "Name: value\n", folded lines kept, raw 8-bit bytes kept.
   # Headers Exim already marked deleted are not sent.
+  senderHeloName @13 :Data;       # what the client said in HELO/EHLO
 }
 
 struct Response {

@@ -24,6 +24,10 @@ TEST_CASE("words split on blanks; ${quote:} output keeps spaces and quotes") {
   CHECK(r.args == std::vector<std::string>{"a@b.example", R"(Re: "hi" there)", R"(back\slash)", ""});
 }
 
+TEST_CASE("${quote:} escapes for newline and carriage return are undone") {
+  CHECK(parse(R"(f "a\nb\rc")").args == std::vector<std::string>{"a\nb\rc"});
+}
+
 TEST_CASE("POOL:FUNCTION names the pool; 8-bit bytes pass unchanged") {
   LineRequest r = parse("exim:limits.check \xff\xfe\r");
   CHECK(r.pool == "exim");

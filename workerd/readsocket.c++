@@ -21,7 +21,11 @@ bool nextWord(std::string_view line, size_t& i, std::string& word, std::string& 
       i++;
       return true;
     }
-    if (c == '\\' && i + 1 < line.size()) c = line[++i];
+    if (c == '\\' && i + 1 < line.size()) {
+      c = line[++i];
+      if (c == 'n') c = '\n';  // ${quote:} writes newlines and returns this way
+      if (c == 'r') c = '\r';
+    }
     word += c;
   }
   error = "unterminated quoted argument";

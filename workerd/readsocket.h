@@ -1,7 +1,7 @@
 // readsocket.h - the ${readsocket} line protocol, for Exim builds without ${dlfunc}
 // DESCRIPTION  One request per connection: `FUNCTION ARG ARG...` ending at a newline or at the
 //              end of the stream. Words are split on spaces and tabs; a word may be
-//              double-quoted with \" and \\ escapes, which is what Exim's ${quote:...} writes.
+//              double-quoted with \" \\ \n \r escapes, which is what Exim's ${quote:...} writes.
 //              FUNCTION may be POOL:FUNCTION. The reply is the value as is (None: empty), or
 //              "DEFER: message" when the call failed; then the daemon closes the connection,
 //              which is the end of the reply for Exim.

@@ -8,6 +8,7 @@ CONTRACT     ../shared/DESIGN.md section 4, "Exim-Python expansions".
 
 import importlib.machinery
 import importlib.util
+import logging
 import os
 import sys
 import traceback
@@ -20,6 +21,12 @@ _policy = None
 def boot(path, module_name):
     """Import the policy file as module `module_name` (``__exim__`` in Exim pools)."""
     global _policy
+    # Policy and filter log lines (e.g. the "elspy" logger) reach mtapy-workerd's log.
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format=f"mtapy-worker[{os.getpid()}] {os.path.basename(path)}: %(name)s: %(message)s",
+    )
     loader = importlib.machinery.SourceFileLoader(module_name, path)
     spec = importlib.util.spec_from_loader(module_name, loader)
     module = importlib.util.module_from_spec(spec)

@@ -42,6 +42,8 @@ void describeMessage(proto::Request::Builder request) {
   scan.setInterfaceAddress(bytes(interface_address));
   scan.setInterfacePort(interface_port);
   scan.setReceivedProtocol(bytes(received_protocol));
+  // Not among Exim's exported variables: ask the expander.
+  scan.setSenderHeloName(bytes(expand_string(US"$sender_helo_name")));
   scan.setBodyLinecount(body_linecount);
   scan.setBodyZerocount(body_zerocount);
   unsigned count = 0;

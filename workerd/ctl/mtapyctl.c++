@@ -112,6 +112,28 @@ int printScan(mtapy::proto::Response::Reader response) {
   }
 }
 
+// Exim's -D spool files start with "<message id>-D"; the body follows with LF line ends.
+constexpr char kSpoolFirstLine[] = "mtapyctl-scan-D\n";
+
+// An unlinked temporary file laid out like Exim's -D file, holding `body`.
+kj::AutoCloseFd spoolFile(const std::string& body) {
+  int fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::invalid_argument(std::string("temporary file: ") + strerror(errno));
+  kj::AutoCloseFd file(fd);
+  std::string data = kSpoolFirstLine;
+  data.reserve(data.size() + body.size());
+  for (size_t i = 0; i < body.size(); i++) {
+    if (body[i] == '\r' && i + 1 < body.size() && body[i + 1] == '\n') continue;  // CRLF -> LF
+    data += body[i];
+  }
+  for (size_t done = 0; done < data.size();) {
+    ssize_t n = write(fd, data.data() + done, data.size() - done);
+    if (n < 0) throw std::invalid_argument(std::string("temporary file: ") + strerror(errno));
+    done += size_t(n);
+  }
+  return file;
+}
+
 // Build a localScan request for FILE; returns the opened file to attach.
 kj::AutoCloseFd buildScan(mtapy::proto::Request::Builder call, int argc, char** argv, int i) {
   call.setPool(argv[i]);
@@ -126,23 +148,23 @@ kj::AutoCloseFd buildScan(mtapy::proto::Request::Builder call, int argc, char** 
     else throw std::invalid_argument("unknown option " + flag);
   }
   if (i != argc || to.empty()) throw std::invalid_argument("scan needs --from ADDR and --to ADDR");
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::invalid_argument(path + ": " + strerror(errno));
-  kj::AutoCloseFd file(fd);
   std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument(path + ": cannot read it");
   std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::vector<std::string> headers;
   size_t bodyOffset = splitHeaders(raw, headers);
+  kj::AutoCloseFd file = spoolFile(raw.substr(bodyOffset));
 
   call.setMessageId("mtapyctl-scan");
   auto scan = call.initLocalScan();
-  scan.setBodyOffset(bodyOffset);
+  scan.setBodyOffset(sizeof kSpoolFirstLine - 1);
   scan.setSenderAddress(kj::StringPtr(from.c_str()).asBytes());
   auto rcpts = scan.initRecipients(unsigned(to.size()));
   for (unsigned r = 0; r < to.size(); r++) rcpts.set(r, kj::StringPtr(to[r].c_str()).asBytes());
   scan.setSenderHostAddress(kj::StringPtr(host.c_str()).asBytes());
   scan.setReceivedProtocol(kj::StringPtr(host.empty() ? "local" : "esmtp").asBytes());
   scan.setBodyLinecount(int(std::count(raw.begin() + long(bodyOffset), raw.end(), '\n')));
+  scan.setSenderHeloName(kj::StringPtr("mtapyctl").asBytes());
   auto out = scan.initHeaders(unsigned(headers.size()));
   for (unsigned h = 0; h < headers.size(); h++) {
     out.set(h, kj::arrayPtr(reinterpret_cast<const kj::byte*>(headers[h].data()), headers[h].size()));

@@ -144,6 +144,7 @@ PyObject* infoDict(proto::LocalScan::Reader scan, capnp::Text::Reader messageId)
   put(info, "sender_host_name", pyBytes(scan.getSenderHostName()));
   put(info, "sender_host_port", PyLong_FromLong(scan.getSenderHostPort()));
   put(info, "sender_host_authenticated", pyBytes(scan.getSenderHostAuthenticated()));
+  put(info, "sender_helo_name", pyBytes(scan.getSenderHeloName()));
   put(info, "interface_address", pyBytes(scan.getInterfaceAddress()));
   put(info, "interface_port", PyLong_FromLong(scan.getInterfacePort()));
   put(info, "received_protocol", pyBytes(scan.getReceivedProtocol()));
