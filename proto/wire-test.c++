@@ -55,6 +55,26 @@ TEST_CASE("a request with 8-bit and empty arguments and an fd arrives intact") {
   }
 }
 
+TEST_CASE("messages of several segments arrive whole") {
+  for (unsigned count : {2, 3, 100}) {  // odd and even segment tables
+    Pair pair;
+    // One-word segments: every object lands in a segment of its own.
+    capnp::MallocMessageBuilder message(1, capnp::AllocationStrategy::FIXED_SIZE);
+    auto args = message.initRoot<proto::Request>().initExpand().initArgs(count);
+    for (unsigned i = 0; i < count; i++) args.set(i, kj::StringPtr("0123456789abcdef").asBytes());
+    REQUIRE(message.getSegmentsForOutput().size() > 1);
+    wire::sendMessage(pair.a, message, -1, wire::deadlineIn(1000));
+    KJ_IF_MAYBE(got, wire::receiveMessage(pair.b, wire::deadlineIn(1000))) {
+      auto reader = got->reader();
+      auto back = reader.getRoot<proto::Request>().getExpand().getArgs();
+      REQUIRE(back.size() == count);
+      CHECK(back[count - 1] == kj::StringPtr("0123456789abcdef").asBytes());
+    } else {
+      FAIL("no message");
+    }
+  }
+}
+
 TEST_CASE("a closed connection before a message reads as end of stream") {
   Pair pair;
   pair.a = nullptr;

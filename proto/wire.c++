@@ -131,7 +131,7 @@ kj::Maybe<Received> receiveMessage(int sock, Deadline deadline) {
   // Stream framing: segment count - 1, then each segment's size in words, padded to 8 bytes.
   uint32_t segments = head[0] + 1;
   if (segments > 512) fail("malformed message: too many segments");
-  size_t tableWords = (segments + 1) / 2;  // the table including `head`, in words
+  size_t tableWords = (segments + 2) / 2;  // count + sizes as 32-bit words, padded to 64 bits
   kj::Array<uint32_t> table = kj::heapArray<uint32_t>(tableWords * 2);
   table[0] = head[0];
   table[1] = head[1];

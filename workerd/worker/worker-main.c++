@@ -98,33 +98,37 @@ void badRequest(uint64_t id, const char* why) {
   answer(message);
 }
 
+void dispatch(PythonHost& python, const wire::Received& received) {
+  auto reader = received.reader();
+  auto request = reader.getRoot<proto::Request>();
+  switch (request.which()) {
+    case proto::Request::EXPAND:
+      runExpand(python, request.getId(), request.getExpand());
+      break;
+    case proto::Request::LOCAL_SCAN:
+      if (received.fd.get() < 0) {
+        badRequest(request.getId(), "local_scan needs the message's file descriptor");
+      } else {
+        runLocalScan(python, request, received.fd);
+      }
+      break;
+    default:
+      badRequest(request.getId(), "this worker does not serve that kind of request");
+  }
+}
+
 [[noreturn]] void serve(PythonHost& python) {
   for (;;) {
-    kj::Maybe<wire::Received> next;
     try {
-      next = wire::receiveMessage(kSocket, wire::kForever);
-    } catch (const kj::Exception&) {
-      _exit(kExitLostDaemon);
-    }
-    KJ_IF_MAYBE(received, next) {
-      auto reader = received->reader();
-      auto request = reader.getRoot<proto::Request>();
-      switch (request.which()) {
-        case proto::Request::EXPAND:
-          runExpand(python, request.getId(), request.getExpand());
-          break;
-        case proto::Request::LOCAL_SCAN:
-          if (received->fd == nullptr) {
-            badRequest(request.getId(), "local_scan needs the message's file descriptor");
-          } else {
-            runLocalScan(python, request, received->fd);
-          }
-          break;
-        default:
-          badRequest(request.getId(), "this worker does not serve that kind of request");
+      KJ_IF_MAYBE(received, wire::receiveMessage(kSocket, wire::kForever)) {
+        dispatch(python, *received);
+      } else {
+        _exit(0);  // the daemon closed our socket: recycled or stopping
       }
-    } else {
-      _exit(0);  // the daemon closed our socket: recycled or stopping
+    } catch (const kj::Exception& e) {
+      // Our conversation with the daemon is out of step; it replaces us on exit.
+      fprintf(stderr, "mtapy-worker: unreadable request: %s\n", e.getDescription().cStr());
+      _exit(kExitLostDaemon);
     }
   }
 }
