@@ -1,0 +1,559 @@
+"""bench.py - mtapy's performance benchmarks against floors measured in the same run.
+
+Run through tests/bench/run.sh (it compiles the bench programs and passes --bin). As root:
+the daemon starts its workers as an unprivileged user, so everything they read is staged in
+a 0755 temp folder, as tests/conftest.py does.
+
+Per repetition and mode (unpinned: the scheduler's choice; pinned: `taskset -c 0` on every
+process, servers and daemon included, which its workers inherit), in this order:
+  raw_c1        rawpp: 64 B ping-pong over a Unix SOCK_STREAM socket, blocking, 1 client
+  rpc1_c1/c16   rpc1: EzRpcServer with embedded CPython, EzRpcClient per client process
+  mtapy_c1/c16  shimbench: real mtapy_exim.so -> real mtapy-workerd -> worker, process_limit 2
+  iso_base      200 quick calls through mtapy, nothing else running
+  iso_block     the same while another client's call sleeps 1 s in the policy
+  fc_raw        fork -> child raw connect + 64 B ping-pong (floor)
+  fc_preload    fork -> child calls through the shim that the parent dlopen()ed (no call)
+  fc_dlopen     fork -> child dlopen()s the shim, then calls
+  rss_*         VmRSS of the daemon, its workers and the rpc1 server
+Tables give the median over repetitions of each run's figure; ratios are computed per run and
+then the median is taken (method of notes/rpc-baseline.md).
+"""
+
+import argparse
+import datetime
+import os
+import pathlib
+import platform
+import pwd
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+TOP = pathlib.Path(__file__).resolve().parents[2]
+POOL_USER = "mtapy-t1"  # the end-to-end tests' user (tests/conftest.py); made if missing
+
+POLICY = """\
+import time
+
+def f(a, b):
+    return a + b
+
+def slow():
+    time.sleep(1)
+    return "slept"
+"""
+
+RESULT = re.compile(r"RESULT p50_us=(\S+) p99_us=(\S+) max_us=(\S+) calls_per_s=(\S+) calls=(\d+)")
+ISOLATION = re.compile(r"ISOLATION slow_rc=(-?\d+) slow_ms=(\S+) overlapped=(\d)")
+
+
+def log(*words):
+    print(*words, file=sys.stderr, flush=True)
+
+
+def ensure_user(name):
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                        "/usr/sbin/nologin", name], check=True)
+        return pwd.getpwnam(name)
+
+
+def make_stage(build, bench_bin):
+    root = pathlib.Path(tempfile.mkdtemp(prefix="mtapy-bench-"))
+    root.chmod(0o755)
+    shutil.copytree(TOP / "pylib", root / "pylib",
+                    ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    for program in ("workerd/mtapy-workerd", "workerd/mtapy-worker", "workerd/mtapyctl",
+                    "shim/mtapy_exim.so"):
+        shutil.copy2(build / program, bin_dir)
+    for program in ("rawpp", "rpc1", "shimbench"):
+        shutil.copy2(bench_bin / program, bin_dir)
+    (root / "policy.py").write_text(POLICY)
+    (root / "run").mkdir()
+    for path in root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+    return root
+
+
+class Servers:
+    """rawpp server, rpc1 server and mtapy-workerd, all started with the same CPU prefix."""
+
+    def __init__(self, stage, name, prefix):
+        self.stage, self.prefix = stage, prefix
+        self.dir = stage / "run" / name
+        self.dir.mkdir(mode=0o755)
+        self.raw_sock = self.dir / "raw.sock"
+        self.rpc1_sock = self.dir / "rpc1.sock"
+        self.socket = self.dir / "mtapy.sock"
+        self.admin = self.dir / "admin.sock"
+        self.config = self.dir / "workerd.toml"
+        self.config.write_text(textwrap.dedent(f"""\
+            [daemon]
+            socket = "{self.socket}"
+            admin_socket = "{self.admin}"
+            pylib = "{stage / 'pylib'}"
+            log_level = "info"
+
+            [pools.bench]
+            clients = ["root"]
+            user = "{POOL_USER}"
+            policy = "{stage / 'policy.py'}"
+            process_limit = 2
+            timeout = "10s"
+            max_use = 100000000
+            max_use_jitter = 0
+            """))
+        self.shim_conf = self.dir / "shim.conf"
+        self.shim_conf.write_text(f"socket = {self.socket}\ntimeout = 5s\npool = bench\n")
+        for p in (self.config, self.shim_conf):
+            p.chmod(0o644)
+        self.procs = {}
+
+    def bin(self, name):
+        return str(self.stage / "bin" / name)
+
+    def start(self):
+        self.log = open(self.dir / "servers.log", "ab")
+        self.procs["raw"] = subprocess.Popen(self.prefix + [self.bin("rawpp"), "server", str(self.raw_sock)],
+                                             stdout=self.log, stderr=subprocess.STDOUT)
+        self.procs["rpc1"] = subprocess.Popen(self.prefix + [self.bin("rpc1"), "server", str(self.rpc1_sock)],
+                                              stdout=self.log, stderr=subprocess.STDOUT)
+        self.procs["daemon"] = subprocess.Popen(
+            self.prefix + [self.bin("mtapy-workerd"), "--config", str(self.config)],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for name, p in self.procs.items():
+                if p.poll() is not None:
+                    raise RuntimeError(f"{name} exited; see {self.dir / 'servers.log'}")
+            if self.raw_sock.exists() and self.rpc1_sock.exists() and self.admin.exists() \
+                    and self.ready():
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"servers did not become ready; see {self.dir / 'servers.log'}")
+
+    def ready(self):
+        r = subprocess.run([self.bin("mtapyctl"), "-s", str(self.admin), "status"],
+                           capture_output=True, text=True, timeout=30)
+        return r.returncode == 0 and r.stdout.count(" idle,") >= 1 and self.idle_workers() >= 2
+
+    def worker_pids(self):
+        pid = self.procs["daemon"].pid
+        try:
+            children = pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return []
+        return [int(c) for c in children]
+
+    def daemon_p50(self):
+        """The pool's p50 as the daemon measures it (KJ timer, last 1024 calls), in µs."""
+        r = subprocess.run([self.bin("mtapyctl"), "-s", str(self.admin), "status"],
+                           capture_output=True, text=True, timeout=30)
+        m = re.search(r"latency p50 (\d+)", r.stdout)
+        return float(m[1]) if m else None
+
+    def idle_workers(self):
+        r = subprocess.run([self.bin("mtapyctl"), "-s", str(self.admin), "status"],
+                           capture_output=True, text=True, timeout=30)
+        return len(re.findall(r"\bidle\b", r.stdout))
+
+    def stop(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.log.close()
+
+
+def rss_kb(pid):
+    try:
+        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids):
+    """utime + stime of live processes (not their children), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / CLK_TCK
+
+
+def children_cpu():
+    import resource
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return u.ru_utime + u.ru_stime
+
+
+def run(cmd, env=None, timeout=300, server_pids=None, calls_for_cpu=0):
+    """Run one bench program; parse its RESULT line. With server_pids ({role: [pid]}) and
+    calls_for_cpu, also the CPU µs per call of the client (with its forked children), of each
+    server role (cpu_ROLE) and of all server roles together (cpu_server)."""
+    server_pids = server_pids or {}
+    server0 = {role: cpu_seconds(pids) for role, pids in server_pids.items()}
+    client0 = children_cpu()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    server1 = {role: cpu_seconds(pids) for role, pids in server_pids.items()}
+    client1 = children_cpu()
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    m = RESULT.search(r.stdout)
+    if not m:
+        raise RuntimeError(f"no RESULT from {' '.join(cmd)}:\n{r.stdout}\n{r.stderr}")
+    out = {"p50": float(m[1]), "p99": float(m[2]), "max": float(m[3]), "cps": float(m[4])}
+    m = ISOLATION.search(r.stdout)
+    if m:
+        out.update(slow_rc=int(m[1]), slow_ms=float(m[2]), overlapped=int(m[3]))
+    if calls_for_cpu:
+        out["cpu_client"] = (client1 - client0) * 1e6 / calls_for_cpu
+        for role in server_pids:
+            out["cpu_" + role] = (server1[role] - server0[role]) * 1e6 / calls_for_cpu
+        out["cpu_server"] = sum(server1[role] - server0[role] for role in server_pids) * 1e6 / calls_for_cpu
+    return out
+
+
+def one_run(stage, name, pinned, a):
+    prefix = ["taskset", "-c", "0"] if pinned else []
+    s = Servers(stage, name, prefix).start()
+    env = {**os.environ, "MTAPY_SHIM_CONF": str(s.shim_conf)}
+    so = s.bin("mtapy_exim.so")
+    res = {}
+    try:
+        time.sleep(0.3)  # let the workers finish importing and settle
+        res["rss_daemon_start"] = rss_kb(s.procs["daemon"].pid)
+        res["rss_worker_start"] = max(rss_kb(p) or 0 for p in s.worker_pids())
+        res["rss_rpc1_start"] = rss_kb(s.procs["rpc1"].pid)
+        warm16 = max(50, a.warmup // 16)
+        daemon_side = lambda: {"daemon": [s.procs["daemon"].pid], "workers": s.worker_pids()}
+        rpc1_side = lambda: {"rpc1": [s.procs["rpc1"].pid]}
+        c1 = a.calls + a.warmup            # calls made, warm-up included, for CPU per call
+        c16 = a.calls // 16 * 16 + 16 * warm16
+        tests = [
+            ("raw_c1", [s.bin("rawpp"), "client", str(s.raw_sock), str(a.calls), str(a.warmup)],
+             lambda: {"raw": [s.procs["raw"].pid]}, c1),
+            ("rpc1_c1", [s.bin("rpc1"), "client", str(s.rpc1_sock), "1", str(a.calls), str(a.warmup)],
+             rpc1_side, c1),
+            ("mtapy_c1", [s.bin("shimbench"), "load", so, "1", str(a.calls), str(a.warmup)],
+             daemon_side, c1),
+            ("rpc1_c16", [s.bin("rpc1"), "client", str(s.rpc1_sock), "16", str(a.calls), str(warm16)],
+             rpc1_side, c16),
+            ("mtapy_c16", [s.bin("shimbench"), "load", so, "16", str(a.calls), str(warm16)],
+             daemon_side, c16),
+        ]
+        # Isolation: a.iso_pairs pairs (alone, during a block), alternating which goes first;
+        # each run's figure is the median over its pairs.
+        for i in range(a.iso_pairs):
+            pair = [("iso_base", "0"), ("iso_block", "1")]
+            for test, block in (pair if i % 2 == 0 else pair[::-1]):
+                tests.append((f"{test}#{i}", [s.bin("shimbench"), "isolation", so, "200", block],
+                              dict, 0))
+        tests += [
+            ("fc_raw", [s.bin("rawpp"), "fork", str(s.raw_sock), str(a.forks)], dict, 0),
+            ("fc_preload", [s.bin("shimbench"), "fork-preload", so, str(a.forks)], dict, 0),
+            ("fc_dlopen", [s.bin("shimbench"), "fork-dlopen", so, str(a.forks)], dict, 0),
+        ]
+        for test, cmd, pids, cpu_calls in tests:
+            res[test] = run(prefix + cmd, env=env, server_pids=pids(), calls_for_cpu=cpu_calls)
+            if test == "mtapy_c1":  # the daemon's own view: from request read to reply
+                res[test]["daemon_p50"] = s.daemon_p50()
+            log(f"  {name} {test}: {res[test]}")
+        for test in ("iso_base", "iso_block"):
+            pairs = [res.pop(f"{test}#{i}") for i in range(a.iso_pairs)]
+            res[test] = {key: med([p[key] for p in pairs]) for key in pairs[0]}
+            res[test]["overlapped"] = min(p["overlapped"] for p in pairs)
+            res[test]["slow_rc"] = max(p["slow_rc"] for p in pairs)
+        time.sleep(0.3)
+        res["rss_daemon_after"] = rss_kb(s.procs["daemon"].pid)
+        res["rss_worker_after"] = max(rss_kb(p) or 0 for p in s.worker_pids())
+        res["rss_rpc1_after"] = rss_kb(s.procs["rpc1"].pid)
+        res["workers"] = len(s.worker_pids())
+    finally:
+        s.stop()
+    return res
+
+
+SYSCALLS = ("read", "write", "readv", "writev", "recvmsg", "sendmsg", "recvfrom", "sendto",
+            "epoll_wait", "epoll_pwait", "poll", "ppoll", "getpid", "futex", "epoll_ctl")
+PERF_EVENTS = ",".join([f"syscalls:sys_enter_{name}" for name in SYSCALLS] +
+                       ["raw_syscalls:sys_enter", "context-switches", "cpu-migrations"])
+
+
+def perf_counts(path):
+    """{event: count} from `perf stat -x,` output; syscall tracepoints named by the syscall."""
+    counts = {}
+    for line in pathlib.Path(path).read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) > 3 and fields[0].strip().isdigit():
+            name = fields[2].replace("syscalls:sys_enter_", "").replace("raw_syscalls:sys_enter", "all syscalls")
+            counts[name] = int(fields[0])
+    return counts
+
+
+def syscall_run(stage, a):
+    """Syscalls and context switches per call of each process on the path, for mtapy and the
+    one-hop floor, 1 client, unpinned and pinned: `perf stat` counting syscall tracepoints
+    (in-kernel counters: unlike strace, it does not slow the processes down enough to change
+    which reads find data waiting)."""
+    import signal
+    n = a.syscall_calls
+    lines = [f"### Syscalls and context switches per call (perf stat on syscall tracepoints, "
+             f"{n:,} calls, 1 client, after 2,000 warm-up calls)\n",
+             "| mode | path | process | syscalls per call (by kind) | all syscalls | "
+             "context switches | p50 µs (under perf) |",
+             "|---|---|---|---|---|---|---|"]
+    for mode in ("unpinned", "pinned"):
+        prefix = ["taskset", "-c", "0"] if mode == "pinned" else []
+        s = Servers(stage, "perf-" + mode, prefix).start()
+        env = {**os.environ, "MTAPY_SHIM_CONF": str(s.shim_conf)}
+        so = s.bin("mtapy_exim.so")
+        try:
+            time.sleep(0.3)
+            run(prefix + [s.bin("shimbench"), "load", so, "1", "2000", "0"], env=env)
+            run(prefix + [s.bin("rpc1"), "client", str(s.rpc1_sock), "1", "2000", "0"], env=env)
+            for label, servers, client in [
+                    ("mtapy", {"daemon": [s.procs["daemon"].pid], "workers": s.worker_pids()},
+                     [s.bin("shimbench"), "load", so, "1", str(n), "0"]),
+                    ("one hop", {"rpc1 server": [s.procs["rpc1"].pid]},
+                     [s.bin("rpc1"), "client", str(s.rpc1_sock), "1", str(n), "0"])]:
+                counters = {}
+                for role, pids in servers.items():
+                    out = s.dir / f"perf-{label}-{role}.txt".replace(" ", "_")
+                    cmd = ["perf", "stat", "-x,", "-o", str(out), "-e", PERF_EVENTS,
+                           "-p", ",".join(map(str, pids))]
+                    counters[role] = (subprocess.Popen(cmd, stderr=subprocess.DEVNULL), out)
+                time.sleep(0.5)  # attached
+                client_out = s.dir / f"perf-{label}-client.txt".replace(" ", "_")
+                timing = run(["perf", "stat", "-x,", "-o", str(client_out), "-e", PERF_EVENTS] +
+                             prefix + client, env=env)
+                for role, (counter, out) in counters.items():
+                    counter.send_signal(signal.SIGINT)
+                    counter.wait(30)
+                roles = {"client": perf_counts(client_out)}
+                roles.update({role: perf_counts(out) for role, (c, out) in counters.items()})
+                for role, counts in roles.items():
+                    kinds = sorted(((c / n, name) for name, c in counts.items()
+                                    if name in SYSCALLS and c / n >= 0.05), reverse=True)
+                    text = ", ".join(f"{name} {c:.2f}" for c, name in kinds)
+                    lines.append(f"| {mode} | {label} | {role} | {text} | "
+                                 f"{counts.get('all syscalls', 0) / n:.2f} | "
+                                 f"{counts.get('context-switches', 0) / n:.2f} | "
+                                 f"{fmt(timing['p50'])} |")
+        finally:
+            s.stop()
+    lines.append("")
+    lines.append("The client's figures include its start (exec, dlopen or EzRpcClient setup); "
+                 "\"all syscalls\" counts every syscall, also kinds not listed.")
+    return "\n".join(lines)
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def fmt(v, digits=1):
+    if v != v:
+        return "n/a"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def report(runs, a, started, load_before, load_after):
+    modes = ("unpinned", "pinned")
+
+    def col(mode, test, key):
+        return med([r[test][key] for r in runs[mode]])
+
+    def ratio(mode, f):
+        values = [f(r) for r in runs[mode]]
+        return med(values), min(values), max(values)
+
+    lines = []
+    w = lines.append
+    w("### Latency and throughput (median of per-run figures)\n")
+    w("| test | unpinned p50 / p99 µs | unpinned calls/s | pinned p50 / p99 µs | pinned calls/s |")
+    w("|---|---|---|---|---|")
+    rows = [
+        ("raw_c1", "floor: raw Unix SOCK_STREAM ping-pong 64 B, 1 client"),
+        ("rpc1_c1", "floor: one capnp hop into embedded Python (EzRpc), 1 client"),
+        ("rpc1_c16", "floor: one capnp hop into embedded Python, 16 clients"),
+        ("mtapy_c1", "**mtapy: shim → workerd → worker, 1 client**"),
+        ("mtapy_c16", "**mtapy: shim → workerd → worker, 16 clients**"),
+        ("iso_base", "isolation: 200 quick mtapy calls, alone"),
+        ("iso_block", "isolation: 200 quick mtapy calls while another call sleeps 1 s"),
+    ]
+    for test, label in rows:
+        cells = [f"{fmt(col(m, test, 'p50'))} / {fmt(col(m, test, 'p99'))} | {fmt(col(m, test, 'cps'))}"
+                 for m in modes]
+        w(f"| {label} | {cells[0]} | {cells[1]} |")
+    w("")
+    w(f"### First call in a freshly forked process (fork → answer in the child; {a.forks} forks per run)\n")
+    w("| path | unpinned p50 / p99 µs | pinned p50 / p99 µs |")
+    w("|---|---|---|")
+    for test, label in [("fc_raw", "floor: child does raw connect + 64 B ping-pong"),
+                        ("fc_preload", "**parent dlopen()ed the shim (no call), child calls**"),
+                        ("fc_dlopen", "child dlopen()s the shim, then calls")]:
+        cells = [f"{fmt(col(m, test, 'p50'))} / {fmt(col(m, test, 'p99'))}" for m in modes]
+        w(f"| {label} | {cells[0]} | {cells[1]} |")
+    w("")
+    w("### CPU per call, µs, warm-up calls included (median of per-run figures)\n")
+    w("Client: the bench program and its forked clients (RUSAGE_CHILDREN). Server: the rawpp or "
+      "rpc1 server; for mtapy the daemon and its 2 workers separately (/proc/PID/stat utime+stime "
+      "deltas, 10 ms ticks: ±0.5 µs at these call counts).\n")
+    w("| test | unpinned client / server (daemon + workers) | pinned client / server (daemon + workers) |")
+    w("|---|---|---|")
+
+    def cpu_cell(m, test):
+        text = f"{fmt(col(m, test, 'cpu_client'))} / {fmt(col(m, test, 'cpu_server'))}"
+        if test.startswith("mtapy"):
+            text += f" ({fmt(col(m, test, 'cpu_daemon'))} + {fmt(col(m, test, 'cpu_workers'))})"
+        return text
+
+    for test, label in [("raw_c1", "raw ping-pong, 1 client"), ("rpc1_c1", "one hop, 1 client"),
+                        ("mtapy_c1", "mtapy, 1 client"), ("rpc1_c16", "one hop, 16 clients"),
+                        ("mtapy_c16", "mtapy, 16 clients")]:
+        w(f"| {label} | {cpu_cell('unpinned', test)} | {cpu_cell('pinned', test)} |")
+    w("")
+    w("mtapy, 1 client, p50 as the daemon itself reports it (`mtapyctl status`, last 1024 calls): "
+      f"unpinned {fmt(col('unpinned', 'mtapy_c1', 'daemon_p50'))} µs, "
+      f"pinned {fmt(col('pinned', 'mtapy_c1', 'daemon_p50'))} µs. It is read from the KJ timer, "
+      "whose time only advances when the loop waits, so it undercounts (0 when everything shares "
+      "one CPU); unpinned it roughly shows the daemon → worker → daemon part of the call.")
+    w("")
+    w("### Ratios within a run (median of per-run ratios) and DESIGN.md §6 targets\n")
+    w("| ratio | unpinned median (per-run range) | pinned median (per-run range) | target |")
+    w("|---|---|---|---|")
+    ratios = [
+        ("mtapy 1 client p50 / one-hop p50", lambda r: r["mtapy_c1"]["p50"] / r["rpc1_c1"]["p50"], "≤ 1.5"),
+        ("mtapy 1 client p99 / one-hop p99", lambda r: r["mtapy_c1"]["p99"] / r["rpc1_c1"]["p99"], "–"),
+        ("mtapy 16 clients calls/s / one-hop 16 clients calls/s",
+         lambda r: r["mtapy_c16"]["cps"] / r["rpc1_c16"]["cps"], "≥ 0.8"),
+        ("mtapy 1 client calls/s / one-hop 1 client calls/s",
+         lambda r: r["mtapy_c1"]["cps"] / r["rpc1_c1"]["cps"], "–"),
+        ("one-hop p50 / raw ping-pong p50", lambda r: r["rpc1_c1"]["p50"] / r["raw_c1"]["p50"], "–"),
+        ("mtapy p50 / raw ping-pong p50", lambda r: r["mtapy_c1"]["p50"] / r["raw_c1"]["p50"], "–"),
+        ("mtapy server-side CPU per call / one-hop server CPU per call, 1 client",
+         lambda r: r["mtapy_c1"]["cpu_server"] / r["rpc1_c1"]["cpu_server"], "–"),
+        ("isolation: quick p50 during block / alone",
+         lambda r: r["iso_block"]["p50"] / r["iso_base"]["p50"], "not delayed (~1)"),
+        ("isolation: quick p99 during block / alone",
+         lambda r: r["iso_block"]["p99"] / r["iso_base"]["p99"], "not delayed (~1)"),
+        ("first call: preloaded / raw floor (p50)",
+         lambda r: r["fc_preload"]["p50"] / r["fc_raw"]["p50"], "–"),
+        ("first call: child dlopen / preloaded (p50)",
+         lambda r: r["fc_dlopen"]["p50"] / r["fc_preload"]["p50"], "–"),
+    ]
+    for label, f, target in ratios:
+        cells = ["{} ({}–{})".format(*(fmt(v, 2) for v in ratio(m, f))) for m in modes]
+        w(f"| {label} | {cells[0]} | {cells[1]} | {target} |")
+    w(f"| first call, preloaded, p50 (µs) | {fmt(col('unpinned', 'fc_preload', 'p50'))} | "
+      f"{fmt(col('pinned', 'fc_preload', 'p50'))} | ≤ 1,000 |")
+    slow_ok = all(r["iso_block"].get("overlapped") == 1 and r["iso_block"].get("slow_rc") == 0
+                  for m in modes for r in runs[m])
+    slow_ms = med([r["iso_block"].get("slow_ms") for m in modes for r in runs[m]])
+    w("")
+    w(f"Isolation check: in every run the 1 s call was still running when the 200 quick calls "
+      f"had finished, and it then returned OK: **{'yes' if slow_ok else 'NO'}** "
+      f"(slow call took {fmt(slow_ms)} ms, median). Max quick-call latency during the block "
+      f"(median of runs): unpinned {fmt(col('unpinned', 'iso_block', 'max'))} µs, "
+      f"pinned {fmt(col('pinned', 'iso_block', 'max'))} µs.")
+    w("")
+    w("### Per-run figures, µs and calls/s (repetition N: unpinned first when N is odd, pinned first when even)\n")
+    w("| run | raw p50 | one-hop p50 | mtapy p50 | one-hop 16c calls/s | mtapy 16c calls/s | "
+      "fc_preload p50 |")
+    w("|---|---|---|---|---|---|---|")
+    for m in modes:
+        for i, r in enumerate(runs[m]):
+            w(f"| {m} {i + 1} | {fmt(r['raw_c1']['p50'])} | {fmt(r['rpc1_c1']['p50'])} | "
+              f"{fmt(r['mtapy_c1']['p50'])} | {fmt(r['rpc1_c16']['cps'])} | "
+              f"{fmt(r['mtapy_c16']['cps'])} | {fmt(r['fc_preload']['p50'])} |")
+    w("")
+    w("### Memory (VmRSS from /proc/PID/status, KiB; median over all runs, both modes)\n")
+    w("| process | just started (workers idle) | after the run's calls (idle) | target |")
+    w("|---|---|---|---|")
+    allruns = runs["unpinned"] + runs["pinned"]
+    for key, label, target in [("daemon", "mtapy-workerd", "≤ 20 MB"),
+                               ("worker", "mtapy worker (largest of 2; policy imports only `time`)",
+                                "≤ 15 MB + policy imports"),
+                               ("rpc1", "for scale: rpc1 one-hop server (embedded CPython + capnp)", "–")]:
+        w(f"| {label} | {fmt(med([r['rss_' + key + '_start'] for r in allruns]), 0)} | "
+          f"{fmt(med([r['rss_' + key + '_after'] for r in allruns]), 0)} | {target} |")
+    w("")
+    w("### Conditions\n")
+    w(f"- {started:%Y-%m-%d %H:%M %Z}; {platform.node()}, {os.cpu_count()} vCPU, "
+      f"kernel {platform.release()}; load average before {load_before}, after {load_after}.")
+    w(f"- {a.reps} repetitions × (unpinned, pinned), interleaved; per test {a.calls:,} timed calls "
+      f"after {a.warmup:,} warm-up calls (16 clients: {a.calls:,} in total, split evenly, "
+      f"{max(50, a.warmup // 16)} warm-up calls each); {a.forks} forks per first-call test.")
+    w("- mtapy pool: process_limit 2, max_use 100000000 (no recycling during the run), "
+      "timeout 10s; shim timeout 5s; policy `def f(a, b): return a + b`.")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build", required=True, type=pathlib.Path)
+    p.add_argument("--bin", required=True, type=pathlib.Path, help="compiled bench programs")
+    p.add_argument("--calls", type=int, default=20000)
+    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--forks", type=int, default=200)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--syscalls", action="store_true",
+                   help="only count syscalls and context switches per call (perf stat)")
+    p.add_argument("--syscall-calls", type=int, default=20000)
+    p.add_argument("--iso-pairs", type=int, default=5, help="isolation pairs per run")
+    a = p.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench.py: run as root (workers run as an unprivileged user)")
+    ensure_user(POOL_USER)
+    started = datetime.datetime.now().astimezone()
+    load_before = " ".join(open("/proc/loadavg").read().split()[:3])
+    stage = make_stage(a.build, a.bin)
+    if a.syscalls:
+        try:
+            print(syscall_run(stage, a))
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return
+    runs = {"unpinned": [], "pinned": []}
+    try:
+        for rep in range(a.reps):
+            order = ("unpinned", "pinned") if rep % 2 == 0 else ("pinned", "unpinned")
+            for mode in order:
+                log(f"run {rep + 1}/{a.reps} {mode}")
+                runs[mode].append(one_run(stage, f"{mode}-{rep}", mode == "pinned", a))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    load_after = " ".join(open("/proc/loadavg").read().split()[:3])
+    print(report(runs, a, started, load_before, load_after))
+
+
+if __name__ == "__main__":
+    main()

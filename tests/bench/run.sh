@@ -1,0 +1,34 @@
+#!/bin/bash
+# run.sh - mtapy's performance benchmarks (DESIGN.md §6), not part of the pass/fail suite.
+# Compiles the small bench programs in a temp folder against the installed Debian packages
+# (capnp, python3.11, exim4-dev headers), stages them with the build's daemon, worker and
+# shim, runs everything unpinned and pinned (taskset -c 0), and prints markdown tables.
+# Usage (as root):  MTAPY_BUILD=/work/main/build-d bash tests/bench/run.sh [bench.py options]
+#   options: --calls N (20000) --warmup N (1000) --forks N (200) --reps N (3) --iso-pairs N (5)
+#            --syscalls: instead of timing, count syscalls and context switches per call (perf)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+build=${MTAPY_BUILD:-$top/build}
+python=/usr/bin/python3
+
+if [ "$(id -u)" != 0 ]; then
+  echo "run.sh: run as root (the daemon starts workers as an unprivileged user)" >&2
+  exit 1
+fi
+for f in workerd/mtapy-workerd workerd/mtapy-worker workerd/mtapyctl shim/mtapy_exim.so; do
+  [ -e "$build/$f" ] || { echo "run.sh: $build/$f is missing: build first" >&2; exit 1; }
+done
+
+work=$(mktemp -d /tmp/mtapy-bench-bin.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+capnp compile -oc++:"$work" --src-prefix="$here" "$here/bench.capnp"
+gcc -O2 -Wall -o "$work/rawpp" "$here/rawpp.c"
+gcc -O2 -Wall -I/usr/include/exim4 -rdynamic -o "$work/shimbench" "$here/shimbench.c" -ldl
+# shellcheck disable=SC2046
+g++ -O2 -std=c++17 -Wall -Wno-unused-function -I"$work" -I"$here" \
+  $($python-config --embed --cflags | sed 's/-Wsign-compare//') \
+  -o "$work/rpc1" "$here/rpc1.c++" "$work/bench.capnp.c++" \
+  $(pkg-config --libs capnp-rpc) $($python-config --embed --ldflags)
+
+$python "$here/bench.py" --build "$build" --bin "$work" "$@"

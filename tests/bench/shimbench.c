@@ -1,0 +1,241 @@
+/* shimbench.c - play Exim for the real mtapy_exim.so and time ${dlfunc{...}{python}{FN}{ARG}...}
+ *
+ * DESCRIPTION  Defines the Exim API symbols the shim uses (linked with -rdynamic, as Debian's
+ *              exim4 exports them), dlopen()s the shim with RTLD_LAZY as Exim's expand.c does,
+ *              and calls python(&yield, argc, argv) with the store reset between calls.
+ *              shimbench load SO CLIENTS CALLS WARMUP
+ *                  CLIENTS processes (forked after the parent dlopen()ed the shim; each makes
+ *                  its own connection at its first call, as an Exim child does), calling
+ *                  f("user@example.com", "192.0.2.1") and checking the answer.
+ *              shimbench isolation SO CALLS BLOCK
+ *                  a "quick" process warms up, then makes CALLS timed calls of f. With BLOCK=1 a
+ *                  second process first starts slow() (sleeps 1 s in the policy) and the quick
+ *                  calls begin 50 ms later; prints RESULT for the quick calls plus
+ *                  "ISOLATION slow_rc=.. slow_ms=.. overlapped=1" (1: every quick call finished
+ *                  while slow() was still running).
+ *              shimbench fork-dlopen SO ITERATIONS   the child dlopen()s the shim, then calls
+ *              shimbench fork-preload SO ITERATIONS  the parent dlopen()ed it (no call)
+ *              The shim reads $MTAPY_SHIM_CONF.
+ */
+#define DLFUNC_IMPL
+#include <local_scan.h>
+
+#include "benchlib.h"
+
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+/* ---- the Exim data symbols the shim references (nm -D --undefined-only mtapy_exim.so) ---- */
+int body_linecount = 0;
+int body_zerocount = 0;
+header_line *header_list = NULL;
+uschar *interface_address = NULL;
+int interface_port = 0;
+uschar *message_id = US"";
+uschar *received_protocol = NULL;
+int recipients_count = 0;
+recipient_item *recipients_list = NULL;
+uschar *sender_address = NULL;
+uschar *sender_host_address = NULL;
+uschar *sender_host_authenticated = NULL;
+uschar *sender_host_name = NULL;
+int sender_host_port = 0;
+
+/* ---- Exim's store: an arena reset after each expansion ---- */
+struct block {
+  struct block *next;
+  max_align_t data[];
+};
+static struct block *arena = NULL;
+
+static void *arena_get(size_t size) {
+  struct block *b = malloc(sizeof *b + (size ? size : 1));
+  if (b == NULL) exit(1);
+  b->next = arena;
+  arena = b;
+  return b->data;
+}
+
+static void arena_reset(void) {
+  while (arena != NULL) {
+    struct block *next = arena->next;
+    free(arena);
+    arena = next;
+  }
+}
+
+uschar *string_copyn_function(const uschar *s, int n) {
+  uschar *copy = arena_get((size_t)n + 1);
+  memcpy(copy, s, (size_t)n);
+  copy[n] = 0;
+  return copy;
+}
+
+static uschar *vformat(const char *format, va_list ap) {
+  va_list again;
+  va_copy(again, ap);
+  int n = vsnprintf(NULL, 0, format, ap);
+  uschar *out = arena_get(n > 0 ? (size_t)n + 1 : 1);
+  vsnprintf((char *)out, n > 0 ? (size_t)n + 1 : 1, format, again);
+  va_end(again);
+  return out;
+}
+
+uschar *string_sprintf_trc(const char *format, const uschar *func, unsigned line, ...) {
+  va_list ap;
+  va_start(ap, line);
+  uschar *out = vformat(format, ap);
+  va_end(ap);
+  return out;
+}
+
+void log_write(unsigned int selector, int flags, const char *format, ...) {
+  va_list ap;
+  va_start(ap, format);
+  fputs("LOG: ", stderr);
+  vfprintf(stderr, format, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+/* local_scan only; never reached by an expansion, defined so the shim loads. */
+void header_add(int type, const char *format, ...) {}
+void header_remove(int occurrence, const uschar *name) {}
+void receive_add_recipient(uschar *address, int pno) {}
+BOOL receive_remove_recipient(uschar *address) { return 0; }
+
+/* ---- calling the shim ---- */
+static const char *so_path;
+static exim_dlfunc_t *python_fn;
+static const char *expected = "user@example.com192.0.2.1";
+
+static void load_shim(void) {
+  void *handle = dlopen(so_path, RTLD_LAZY); /* as Expand_dlfunc in Exim's expand.c */
+  if (handle == NULL) {
+    fprintf(stderr, "shimbench: %s\n", dlerror());
+    exit(1);
+  }
+  python_fn = (exim_dlfunc_t *)dlsym(handle, "python");
+  if (python_fn == NULL) {
+    fprintf(stderr, "shimbench: %s\n", dlerror());
+    exit(1);
+  }
+}
+
+/* One expansion; returns Exim's rc; *out gets a copy of the yield's first bytes. */
+static int expand(const char *fn, int nargs, const char *const *args, char *out, size_t outlen) {
+  arena_reset();
+  uschar *argv[8];
+  argv[0] = string_copyn_function(US fn, (int)strlen(fn));
+  for (int i = 0; i < nargs; i++) argv[i + 1] = string_copyn_function(US args[i], (int)strlen(args[i]));
+  argv[nargs + 1] = NULL;
+  uschar *yield = NULL;
+  int rc = python_fn(&yield, nargs + 1, argv);
+  if (out != NULL) snprintf(out, outlen, "%s", yield ? (const char *)yield : "(null)");
+  return rc;
+}
+
+static int call_f(void) {
+  static const char *const args[] = {"user@example.com", "192.0.2.1"};
+  char out[128];
+  int rc = expand("f", 2, args, out, sizeof out);
+  if (rc != 0 || strcmp(out, expected) != 0) {
+    fprintf(stderr, "shimbench: f gave rc=%d yield=%s\n", rc, out);
+    return 1;
+  }
+  return 0;
+}
+
+static void no_setup(void) {}
+
+static int child_dlopen_and_call(void) {
+  load_shim();
+  return call_f();
+}
+
+static int isolation(long calls, int block) {
+  int started[2], finished[2];
+  if (pipe(started) < 0 || pipe(finished) < 0) die("pipe");
+  pid_t slow = -1;
+  if (block) {
+    fflush(stdout);
+    slow = fork();
+    if (slow < 0) die("fork");
+    if (slow == 0) {
+      close(started[0]);
+      close(finished[0]);
+      if (call_f() != 0) _exit(3); /* connect first, so only slow() is in flight below */
+      char c = 's';
+      double t0 = now_us();
+      write_full(started[1], &c, 1);
+      char out[256];
+      int rc = expand("slow", 0, NULL, out, sizeof out);
+      double result[2] = {(double)rc, now_us() - t0};
+      write_full(finished[1], result, sizeof result);
+      _exit(0);
+    }
+  }
+  close(started[1]);
+  close(finished[1]);
+  /* The quick client: its own process and connection, warmed up before the block starts. */
+  for (int i = 0; i < 200; i++) {
+    if (call_f() != 0) return 1;
+  }
+  if (block) {
+    char c;
+    if (read_full(started[0], &c, 1) < 0) die("slow client");
+    usleep(50000); /* let slow() reach a worker */
+  }
+  double *took = malloc(sizeof *took * (size_t)calls);
+  double begin = now_us();
+  for (long i = 0; i < calls; i++) {
+    double t = now_us();
+    if (call_f() != 0) return 1;
+    took[i] = now_us() - t;
+  }
+  double seconds = (now_us() - begin) / 1e6;
+  int overlapped = 1;
+  double result[2] = {0, 0};
+  if (block) {
+    /* slow() must not have answered yet: nothing may be waiting in its pipe. */
+    struct timespec zero = {0, 0};
+    fd_set r;
+    FD_ZERO(&r);
+    FD_SET(finished[0], &r);
+    overlapped = pselect(finished[0] + 1, &r, NULL, NULL, &zero, NULL) == 0;
+    if (read_full(finished[0], result, sizeof result) < 0) die("slow client result");
+    waitpid(slow, NULL, 0);
+  }
+  print_result(took, calls, seconds);
+  printf("ISOLATION slow_rc=%d slow_ms=%.1f overlapped=%d\n", (int)result[0], result[1] / 1000,
+         overlapped);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) goto usage;
+  so_path = argv[2];
+  if (strcmp(argv[1], "load") == 0 && argc == 6) {
+    load_shim();
+    run_load(atoi(argv[3]), atol(argv[4]), atol(argv[5]), no_setup, call_f);
+    return 0;
+  }
+  if (strcmp(argv[1], "isolation") == 0 && argc == 5) {
+    load_shim();
+    return isolation(atol(argv[3]), atoi(argv[4]));
+  }
+  if (strcmp(argv[1], "fork-dlopen") == 0 && argc == 4) {
+    run_forks(atol(argv[3]), child_dlopen_and_call);
+    return 0;
+  }
+  if (strcmp(argv[1], "fork-preload") == 0 && argc == 4) {
+    load_shim();
+    run_forks(atol(argv[3]), call_f);
+    return 0;
+  }
+usage:
+  fputs("usage: shimbench load SO CLIENTS CALLS WARMUP | isolation SO CALLS BLOCK |\n"
+        "       fork-dlopen SO ITERATIONS | fork-preload SO ITERATIONS\n", stderr);
+  return 2;
+}
