@@ -6,6 +6,7 @@
 
 #include <capnp/serialize-async.h>
 #include <kj/debug.h>
+#include <kj/time.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -147,10 +148,11 @@ kj::Promise<Reply> Pool::call(proto::Request::Reader request, kj::Maybe<kj::Auto
   job->request.getRoot<proto::Request>().setId(nextJobId_++);
   KJ_IF_MAYBE(fd, body) job->bodyFd = fd->get();
   job->body = kj::mv(body);
-  job->started = timer_.now();
+  // The loop's cached time is good enough for deadlines, not for microsecond latencies.
+  job->started = kj::systemPreciseMonotonicClock().now();
   unsigned timeoutMs = config_.timeoutMs;
   if (request.getTimeoutMs() > 0) timeoutMs = std::min(timeoutMs, unsigned(request.getTimeoutMs()));
-  job->deadline = job->started + timeoutMs * kj::MILLISECONDS;
+  job->deadline = timer_.now() + timeoutMs * kj::MILLISECONDS;
 
   auto paf = kj::newPromiseAndFulfiller<Reply>();
   job->done = kj::mv(paf.fulfiller);
@@ -298,7 +300,7 @@ void Pool::failQueued(Kind kind, const std::string& message) {
 Reply Pool::finish(Job& job, Reply reply) {
   auto response = reply->getRoot<proto::Response>();
   response.setId(job.callerId);
-  auto micros = (timer_.now() - job.started) / kj::MICROSECONDS;
+  auto micros = (kj::systemPreciseMonotonicClock().now() - job.started) / kj::MICROSECONDS;
   latencyMicros_[latencyCount_++ % latencyMicros_.size()] = uint32_t(std::min<int64_t>(micros, UINT32_MAX));
   calls_++;
   auto& counts = perFunction_.size() < kMaxFunctionNames || perFunction_.count(job.function)
