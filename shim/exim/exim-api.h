@@ -7,6 +7,32 @@
 extern "C" {
 #include <local_scan.h>
 }
+// Weak references: the library then also loads into programs that are not Exim, which is what
+// LD_PRELOAD does to every program of Exim's init script (the "fast first call" drop-in).
+// Inside Exim they bind as usual; elsewhere nothing here is ever called.
+#pragma weak body_linecount
+#pragma weak body_zerocount
+#pragma weak expand_string
+#pragma weak header_add
+#pragma weak header_list
+#pragma weak header_remove
+#pragma weak interface_address
+#pragma weak interface_port
+#pragma weak log_write
+#pragma weak message_id
+#pragma weak receive_add_recipient
+#pragma weak receive_remove_recipient
+#pragma weak received_protocol
+#pragma weak recipients_count
+#pragma weak recipients_list
+#pragma weak sender_address
+#pragma weak sender_host_address
+#pragma weak sender_host_authenticated
+#pragma weak sender_host_name
+#pragma weak sender_host_port
+#pragma weak string_copyn_function
+#pragma weak string_sprintf_trc
+
 #undef LOCAL_SCAN  // it names our schema's union member too
 #undef OK          // keep Exim's one-word result macros out of our code: use the k* names below
 #undef DEFER
