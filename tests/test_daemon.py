@@ -6,6 +6,7 @@ mtapy_exim.so loaded by tests/tools/dlfunc-harness (which plays Exim's ${dlfunc}
 mtapyctl where an admin would. dlfunc results: OK 0, DEFER 1, FAIL 2, ERROR 3, FAIL_FORCED 4.
 """
 
+import hashlib
 import os
 import pwd
 import re
@@ -559,3 +560,73 @@ def test_status_reports_real_call_latency_even_on_one_cpu(make_daemon, stage, ha
     daemon_p50 = int(re.search(r"latency p50 (\d+) us", d.ctl("status").stdout).group(1))
     # The daemon's share of a call is most of it (the shim's own work is a few us).
     assert daemon_p50 >= client_p50 / 3, (daemon_p50, client_p50)
+
+
+def test_the_shim_leaves_signal_handling_as_the_mta_had_it(make_daemon, stage, harness):
+    policy = write_policy(stage, "sig.py", "def f():\n    return 'x'\n")
+    d = make_daemon(pool_toml("a", policy))
+    env = {**os.environ, "MTAPY_SHIM_CONF": str(shim_conf(d)), "DLFUNC_HARNESS_SIGNALS": "1"}
+    r = subprocess.run([str(harness), str(harness.parent / "mtapy_exim.so"), "repeat", "3", "f"],
+                       capture_output=True, env=env)
+    assert b"failures=0" in r.stdout, r
+    lines = r.stderr.decode().splitlines()
+    before = [line.split(None, 1)[1] for line in lines if line.startswith("before ")]
+    after = [line.split(None, 1)[1] for line in lines if line.startswith("after ")]
+    assert len(before) == 3 and before == after, r.stderr.decode()
+
+
+def test_a_daemon_that_never_answers_makes_the_shim_defer_in_bounded_time(stage, harness, tmp_path):
+    # A stuck peer: accepts, reads, never answers.
+    path = stage / "run" / "silent.sock"
+    silent = socket.socket(socket.AF_UNIX)
+    silent.bind(str(path))
+    os.chmod(path, 0o666)
+    silent.listen()
+    conf = tmp_path / "shim.conf"
+    conf.write_text(f"socket = {path}\ntimeout = 1s\n")
+    started = time.monotonic()
+    rc, message = exim_call(harness, conf, "f")
+    took = time.monotonic() - started
+    silent.close()
+    assert rc == DEFER and b"timed out" in message, (rc, message)
+    assert 1.0 <= took < 3.0, took
+
+
+SCAN_POLICY = """
+    import hashlib, os
+    from elspy import RejectMessage, TempRejectMessage
+
+    def local_scan(info, headers, fd):
+        body = os.read(fd, 1 << 20)
+        subject = headers.get("Subject", "")
+        if "spam" in subject:
+            raise RejectMessage("no spam here")
+        if "later" in subject:
+            raise TempRejectMessage("come back later")
+        info.recipients_list.remove("b@example.org")
+        info.recipients_list.append("c@example.org")
+        headers.remove("X-Drop")
+        headers.add("X-Seen", f"{hashlib.sha256(body).hexdigest()[:16]} {info.sender_address}")
+"""
+
+
+def test_mtapyctl_scan_runs_local_scan_without_an_mta(make_daemon, stage, tmp_path):
+    policy = write_policy(stage, "scan.py", SCAN_POLICY)
+    d = make_daemon(pool_toml("a", policy, user="mtapy-t2"))
+    message = tmp_path / "m.eml"
+
+    def scan(subject):
+        message.write_bytes(f"Subject: {subject}\r\nX-Drop: 1\r\n\r\nbody\r\n".encode())
+        r = d.ctl("scan", "a", str(message), "--from", "s@example.org", "--to", "a@example.org",
+                  "--to", "b@example.org")
+        return r.returncode, r.stdout
+
+    body_hash = hashlib.sha256(b"body\n").hexdigest()[:16]  # CRLF read as Exim stores it
+    assert scan("hello") == (0, "verdict: accept\nadd recipient: c@example.org\n"
+                                "remove recipient: b@example.org\n"
+                                f"add header: X-Seen: {body_hash} s@example.org\n"
+                                "remove header: X-Drop\n")
+    assert scan("cheap spam") == (1, "verdict: reject\nmessage: no spam here\n")
+    assert scan("later") == (2, "verdict: tempreject\nmessage: come back later\n")
+    r = d.ctl("scan", "a", str(message), "--from", "s@example.org")
+    assert r.returncode == 64 and "--to" in r.stderr

@@ -279,6 +279,21 @@ static double now_us(void) {
   return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
+/* DLFUNC_HARNESS_SIGNALS=1: print the signal mask and dispositions to stderr, so a test can
+   check that loading and calling the shim changed none of them. */
+static void report_signals(const char *when) {
+  if (getenv("DLFUNC_HARNESS_SIGNALS") == NULL) return;
+  FILE *status = fopen("/proc/self/status", "r");
+  char line[256];
+  while (status != NULL && fgets(line, sizeof line, status) != NULL) {
+    if (strncmp(line, "SigBlk:", 7) == 0 || strncmp(line, "SigIgn:", 7) == 0 ||
+        strncmp(line, "SigCgt:", 7) == 0) {
+      fprintf(stderr, "%s %s", when, line);
+    }
+  }
+  if (status != NULL) fclose(status);
+}
+
 static int usage(void) {
   fputs("usage: dlfunc-harness SO_PATH call FN [ARG...]\n"
         "       dlfunc-harness SO_PATH repeat N FN [ARG...]\n"
@@ -336,6 +351,7 @@ int main(int argc, char **argv) {
     return usage();
   }
 
+  report_signals("before");
   double t0 = now_us();
   void *handle = dlopen(path, RTLD_LAZY);  /* as Expand_dlfunc in Exim's expand.c */
   if (handle == NULL) {
@@ -380,6 +396,7 @@ int main(int argc, char **argv) {
       }
     }
   }
+  report_signals("after");
   print_yield(rc, yield);
   if (strcmp(mode, "repeat") == 0) {
     double first_us = took[0];
