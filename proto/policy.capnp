@@ -37,6 +37,7 @@ struct Request {
   union {
     expand @4 :Expand;
     localScan @5 :LocalScan;
+    doFilter @6 :DoFilter;
   }
 }
 
@@ -70,6 +71,19 @@ struct LocalScan {
   senderHeloName @13 :Data;       # what the client said in HELO/EHLO
 }
 
+struct DoFilter {
+  # A Courier filter call, for courier-pythonfilter's do_filter(body_path, control_paths).
+  # The message's data file travels as the descriptor attached to the Request (read-only).
+  # Courier's control files are small and travel by content: a privilege-separated worker
+  # could not open them under Courier's queue. (Served by a later mtapy-courierfilter; today
+  # the daemon answers badRequest.)
+  controlFiles @0 :List(ControlFile);
+  struct ControlFile {
+    path @0 :Text;     # as Courier named it, for policies that log or compare paths
+    content @1 :Data;
+  }
+}
+
 struct Response {
   id @0 :UInt64;
   union {
@@ -82,6 +96,9 @@ struct Response {
     # When a pool is fail-open (on_error = "accept") the daemon answers with an accepting
     # value or verdict instead and never sends a Failure.
     scan @4 :ScanResult;
+    filterReply @5 :Data;
+    # doFilter: "" (next filter), "200 ..." (accept, stop this chain), "000 ..." (accept,
+    # stop all Courier filters), "4xx ..."/"5xx ..." (reject; several lines allowed).
   }
 }
 

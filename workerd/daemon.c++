@@ -113,7 +113,10 @@ kj::Promise<Reply> Daemon::answer(proto::Request::Reader request, uid_t caller, 
     std::string refusal;
     Kind kind = Kind::NOT_ALLOWED;
     Route chosen = route(config_.pools, caller, request.getPool().cStr(), admin);
-    if (!request.isExpand() && !request.isLocalScan()) {
+    if (request.isDoFilter()) {
+      kind = Kind::BAD_REQUEST;
+      refusal = "do_filter (Courier) is not served by this mtapy-workerd yet";
+    } else if (!request.isExpand() && !request.isLocalScan()) {
       kind = Kind::BAD_REQUEST;
       refusal = "unknown kind of request (is the shim newer than mtapy-workerd?)";
     } else if (chosen.pool < 0) {
