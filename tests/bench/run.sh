@@ -24,7 +24,8 @@ work=$(mktemp -d /tmp/mtapy-bench-bin.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 capnp compile -oc++:"$work" --src-prefix="$here" "$here/bench.capnp"
 gcc -O2 -Wall -o "$work/rawpp" "$here/rawpp.c"
-gcc -O2 -Wall -I/usr/include/exim4 -rdynamic -o "$work/shimbench" "$here/shimbench.c" -ldl
+gcc -O2 -Wall -I/usr/include/exim4 -rdynamic -o "$work/shimbench" "$here/shimbench.c" \
+  "$here/../tools/exim-standins.c" -ldl
 # shellcheck disable=SC2046
 g++ -O2 -std=c++17 -Wall -Wno-unused-function -I"$work" -I"$here" \
   $($python-config --embed --cflags | sed 's/-Wsign-compare//') \

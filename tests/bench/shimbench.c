@@ -1,7 +1,7 @@
 /* shimbench.c - play Exim for the real mtapy_exim.so and time ${dlfunc{...}{python}{FN}{ARG}...}
  *
- * DESCRIPTION  Defines the Exim API symbols the shim uses (linked with -rdynamic, as Debian's
- *              exim4 exports them), dlopen()s the shim with RTLD_LAZY as Exim's expand.c does,
+ * DESCRIPTION  Linked with tests/tools/exim-standins.c (Exim's exported API) and -rdynamic,
+ *              dlopen()s the shim with RTLD_LAZY as Exim's expand.c does,
  *              and calls python(&yield, argc, argv) with the store reset between calls.
  *              shimbench load SO CLIENTS CALLS WARMUP
  *                  CLIENTS processes (forked after the parent dlopen()ed the shim; each makes
@@ -21,89 +21,11 @@
 #include <local_scan.h>
 
 #include "benchlib.h"
+#include "../tools/exim-standins.h"
 
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stddef.h>
-
-/* ---- the Exim data symbols the shim references (nm -D --undefined-only mtapy_exim.so) ---- */
-int body_linecount = 0;
-int body_zerocount = 0;
-header_line *header_list = NULL;
-uschar *interface_address = NULL;
-int interface_port = 0;
-uschar *message_id = US"";
-uschar *received_protocol = NULL;
-int recipients_count = 0;
-recipient_item *recipients_list = NULL;
-uschar *sender_address = NULL;
-uschar *sender_host_address = NULL;
-uschar *sender_host_authenticated = NULL;
-uschar *sender_host_name = NULL;
-int sender_host_port = 0;
-
-/* ---- Exim's store: an arena reset after each expansion ---- */
-struct block {
-  struct block *next;
-  max_align_t data[];
-};
-static struct block *arena = NULL;
-
-static void *arena_get(size_t size) {
-  struct block *b = malloc(sizeof *b + (size ? size : 1));
-  if (b == NULL) exit(1);
-  b->next = arena;
-  arena = b;
-  return b->data;
-}
-
-static void arena_reset(void) {
-  while (arena != NULL) {
-    struct block *next = arena->next;
-    free(arena);
-    arena = next;
-  }
-}
-
-uschar *string_copyn_function(const uschar *s, int n) {
-  uschar *copy = arena_get((size_t)n + 1);
-  memcpy(copy, s, (size_t)n);
-  copy[n] = 0;
-  return copy;
-}
-
-static uschar *vformat(const char *format, va_list ap) {
-  va_list again;
-  va_copy(again, ap);
-  int n = vsnprintf(NULL, 0, format, ap);
-  uschar *out = arena_get(n > 0 ? (size_t)n + 1 : 1);
-  vsnprintf((char *)out, n > 0 ? (size_t)n + 1 : 1, format, again);
-  va_end(again);
-  return out;
-}
-
-uschar *string_sprintf_trc(const char *format, const uschar *func, unsigned line, ...) {
-  va_list ap;
-  va_start(ap, line);
-  uschar *out = vformat(format, ap);
-  va_end(ap);
-  return out;
-}
-
-void log_write(unsigned int selector, int flags, const char *format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  fputs("LOG: ", stderr);
-  vfprintf(stderr, format, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-}
-
-/* local_scan only; never reached by an expansion, defined so the shim loads. */
-void header_add(int type, const char *format, ...) {}
-void header_remove(int occurrence, const uschar *name) {}
-void receive_add_recipient(uschar *address, int pno) {}
-BOOL receive_remove_recipient(uschar *address) { return 0; }
 
 /* ---- calling the shim ---- */
 static const char *so_path;
@@ -125,7 +47,7 @@ static void load_shim(void) {
 
 /* One expansion; returns Exim's rc; *out gets a copy of the yield's first bytes. */
 static int expand(const char *fn, int nargs, const char *const *args, char *out, size_t outlen) {
-  arena_reset();
+  exim_store_reset();
   uschar *argv[8];
   argv[0] = string_copyn_function(US fn, (int)strlen(fn));
   for (int i = 0; i < nargs; i++) argv[i + 1] = string_copyn_function(US args[i], (int)strlen(args[i]));
