@@ -75,6 +75,18 @@ TEST_CASE("messages of several segments arrive whole") {
   }
 }
 
+TEST_CASE("two messages at once break the alternation and are refused") {
+  Pair pair;
+  capnp::MallocMessageBuilder message;
+  message.initRoot<proto::Request>().setId(1);
+  auto flat = capnp::messageToFlatArray(message);
+  auto bytes = flat.asBytes();
+  REQUIRE(write(pair.a, bytes.begin(), bytes.size()) == ssize_t(bytes.size()));
+  REQUIRE(write(pair.a, bytes.begin(), bytes.size()) == ssize_t(bytes.size()));
+  CHECK_THROWS_WITH(wire::receiveMessage(pair.b, wire::deadlineIn(1000)),
+                    doctest::Contains("more than one message"));
+}
+
 TEST_CASE("a closed connection before a message reads as end of stream") {
   Pair pair;
   pair.a = nullptr;

@@ -120,31 +120,48 @@ capnp::FlatArrayMessageReader Received::reader() const {
   return capnp::FlatArrayMessageReader(words, options);
 }
 
+// How much one read takes before the size is known: most requests and answers fit, so a
+// message usually costs poll() + one recvmsg().
+constexpr size_t kFirstRead = 16 * 1024;
+
+// Bytes of the whole message announced by the framing at the start of `bytes`, or 0 when
+// `bytes` is too short to tell yet.
+size_t framedSize(kj::ArrayPtr<const kj::byte> bytes) {
+  if (bytes.size() < 8) return 0;
+  uint32_t segments;
+  memcpy(&segments, bytes.begin(), 4);
+  if (++segments > 512) fail("malformed message: too many segments");
+  size_t tableBytes = (segments + 2) / 2 * 8;  // count + sizes as 32-bit words, padded to 64 bits
+  if (bytes.size() < tableBytes) return 0;
+  size_t bodyWords = 0;
+  for (uint32_t i = 0; i < segments; i++) {
+    uint32_t words;
+    memcpy(&words, bytes.begin() + 4 + 4 * i, 4);
+    bodyWords += words;
+  }
+  if (bodyWords > kMaxMessageWords) fail("malformed message: too large");
+  return tableBytes + bodyWords * 8;
+}
+
 kj::Maybe<Received> receiveMessage(int sock, Deadline deadline) {
   Received got;
-  uint32_t head[2];
-  auto* headBytes = reinterpret_cast<kj::byte*>(head);
-  size_t first = receiveSome(sock, headBytes, sizeof head, got.fd, deadline);
-  if (first == 0) return nullptr;
-  receiveExactly(sock, headBytes + first, sizeof head - first, got.fd, deadline);
-
-  // Stream framing: segment count - 1, then each segment's size in words, padded to 8 bytes.
-  uint32_t segments = head[0] + 1;
-  if (segments > 512) fail("malformed message: too many segments");
-  size_t tableWords = (segments + 2) / 2;  // count + sizes as 32-bit words, padded to 64 bits
-  kj::Array<uint32_t> table = kj::heapArray<uint32_t>(tableWords * 2);
-  table[0] = head[0];
-  table[1] = head[1];
-  receiveExactly(sock, reinterpret_cast<kj::byte*>(table.begin() + 2), (tableWords - 1) * 8,
-                 got.fd, deadline);
-  size_t bodyWords = 0;
-  for (uint32_t i = 0; i < segments; i++) bodyWords += table[i + 1];
-  if (bodyWords > kMaxMessageWords) fail("malformed message: too large");
-
-  got.words = kj::heapArray<capnp::word>(tableWords + bodyWords);
-  memcpy(got.words.asBytes().begin(), table.begin(), tableWords * 8);
-  receiveExactly(sock, reinterpret_cast<kj::byte*>(got.words.begin() + tableWords), bodyWords * 8,
-                 got.fd, deadline);
+  waitFor(sock, POLLIN, deadline);  // an answer is never there at once: don't try first
+  auto first = kj::heapArray<kj::byte>(kFirstRead);
+  size_t have = 0, total = 0;
+  while (total == 0) {  // until the framing says how long the message is
+    size_t n = receiveSome(sock, first.begin() + have, first.size() - have, got.fd, deadline);
+    if (n == 0 && have == 0) return nullptr;
+    if (n == 0) fail("connection closed in the middle of a message");
+    have += n;
+    total = framedSize(first.slice(0, have));
+    if (total == 0 && have == first.size()) fail("malformed message: no framing");
+  }
+  // The protocol alternates, so nothing may follow this message yet.
+  if (have > total) fail("the peer sent more than one message at once");
+  got.words = kj::heapArray<capnp::word>(total / 8);
+  auto bytes = got.words.asBytes();
+  memcpy(bytes.begin(), first.begin(), have);
+  receiveExactly(sock, bytes.begin() + have, total - have, got.fd, deadline);
   return kj::mv(got);
 }
 
