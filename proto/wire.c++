@@ -124,8 +124,6 @@ capnp::FlatArrayMessageReader Received::reader() const {
 // message usually costs poll() + one recvmsg().
 constexpr size_t kFirstRead = 16 * 1024;
 
-// Bytes of the whole message announced by the framing at the start of `bytes`, or 0 when
-// `bytes` is too short to tell yet.
 size_t framedSize(kj::ArrayPtr<const kj::byte> bytes) {
   if (bytes.size() < 8) return 0;
   uint32_t segments;

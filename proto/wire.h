@@ -36,6 +36,10 @@ struct Received {
   capnp::FlatArrayMessageReader reader() const;
 };
 
+// The byte length of the whole message whose start is `bytes`, from its framing; 0 when
+// `bytes` is too short to tell. Throws on framing no honest peer sends.
+size_t framedSize(kj::ArrayPtr<const kj::byte> bytes);
+
 // Read one message; null when the peer closed the connection before sending any byte of it.
 kj::Maybe<Received> receiveMessage(int sock, Deadline deadline);
 

@@ -1,6 +1,7 @@
 // daemon.c++ - mtapy-workerd's single event loop: listeners, pools, signals, graceful stop
 #include "daemon.h"
 
+#include "framed-read.h"
 #include "readsocket.h"
 #include "router.h"
 
@@ -18,12 +19,6 @@ namespace mtapy::workerd {
 namespace {
 
 using Kind = proto::Failure::Kind;
-
-capnp::ReaderOptions clientReaderOptions() {
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = 8 << 20;  // a 64 MiB header block is already absurd
-  return options;
-}
 
 // Type=notify: tell systemd we are ready (sd_notify without linking libsystemd).
 void notifySystemd(const char* state) {
@@ -88,15 +83,13 @@ kj::Promise<void> Daemon::acceptLoop(Listener& listener, Protocol protocol) {
 }
 
 kj::Promise<void> Daemon::serveClient(kj::AsyncCapabilityStream& stream, ucred peer) {
-  auto fdSpace = kj::heapArray<kj::AutoCloseFd>(1);
-  auto read = capnp::tryReadMessage(stream, fdSpace, clientReaderOptions());
-  return read.then([this, &stream, peer, fdSpace = kj::mv(fdSpace)](
-                       kj::Maybe<capnp::MessageReaderAndFds> got) mutable -> kj::Promise<void> {
+  return readFramed(stream).then([this, &stream, peer](
+                                     kj::Maybe<wire::Received> got) -> kj::Promise<void> {
     KJ_IF_MAYBE(message, got) {
       kj::Maybe<kj::AutoCloseFd> body;
-      if (message->fds.size() > 0) body = kj::mv(message->fds[0]);
-      auto request = message->reader->getRoot<proto::Request>();
-      return answer(request, peer.uid, false, kj::mv(body))
+      if (message->fd != nullptr) body = kj::mv(message->fd);
+      auto reader = message->reader();
+      return answer(reader.getRoot<proto::Request>(), peer.uid, false, kj::mv(body))
           .then([&stream](Reply reply) {
             auto written = capnp::writeMessage(stream, *reply);
             return written.attach(kj::mv(reply));
@@ -132,15 +125,13 @@ kj::Promise<Reply> Daemon::answer(proto::Request::Reader request, uid_t caller, 
 }
 
 kj::Promise<void> Daemon::serveAdmin(kj::AsyncCapabilityStream& stream, ucred peer) {
-  auto fdSpace = kj::heapArray<kj::AutoCloseFd>(1);
-  auto read = capnp::tryReadMessage(stream, fdSpace, clientReaderOptions());
-  return read.then([this, &stream, peer, fdSpace = kj::mv(fdSpace)](
-                       kj::Maybe<capnp::MessageReaderAndFds> got) mutable -> kj::Promise<void> {
-    capnp::MessageReaderAndFds* found;
-    KJ_IF_MAYBE(m, got) found = m;
+  return readFramed(stream).then([this, &stream, peer](
+                                     kj::Maybe<wire::Received> got) mutable -> kj::Promise<void> {
+    wire::Received* message;
+    KJ_IF_MAYBE(m, got) message = m;
     else return kj::READY_NOW;
-    auto& message = *found;
-    auto request = message.reader->getRoot<proto::AdminRequest>();
+    auto reader = message->reader();
+    auto request = reader.getRoot<proto::AdminRequest>();
     auto out = kj::heap<capnp::MallocMessageBuilder>();
     auto response = out->initRoot<proto::AdminResponse>();
     kj::Promise<void> ready = kj::READY_NOW;
@@ -156,7 +147,7 @@ kj::Promise<void> Daemon::serveAdmin(kj::AsyncCapabilityStream& stream, ucred pe
       response.setError("name the pool to call");
     } else if (request.isCall()) {
       kj::Maybe<kj::AutoCloseFd> body;
-      if (message.fds.size() > 0) body = kj::mv(message.fds[0]);
+      if (message->fd != nullptr) body = kj::mv(message->fd);
       ready = answer(request.getCall(), 0, true, kj::mv(body)).then([response](Reply reply) mutable {
         response.setCall(reply->getRoot<proto::Response>().asReader());
       });

@@ -1,6 +1,7 @@
 // pool.c++ - one pool: its worker processes, its queue, its deadlines and its on_error
 #include "pool.h"
 
+#include "framed-read.h"
 #include "proto/worker.capnp.h"
 #include "spawn.h"
 
@@ -23,10 +24,12 @@ namespace {
 constexpr auto kKillGrace = 200 * kj::MILLISECONDS;  // time for the stack dump before SIGKILL
 constexpr size_t kMaxFunctionNames = 1000;           // bounded stats even for junk names
 
-capnp::ReaderOptions workerReaderOptions() {
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = 8 << 20;
-  return options;
+// A worker's next message; its end of stream is a DISCONNECTED error (it died).
+kj::Promise<wire::Received> readFromWorker(kj::AsyncCapabilityStream& stream) {
+  return readFramed(stream).then([](kj::Maybe<wire::Received> got) -> wire::Received {
+    KJ_IF_MAYBE(message, got) return kj::mv(*message);
+    kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "the worker closed its socket"));
+  });
 }
 
 std::string describeExit(int status) {
@@ -118,9 +121,10 @@ void Pool::spawnOne() {
 }
 
 kj::Promise<void> Pool::awaitHello(Worker& w) {
-  return capnp::readMessage(*w.stream, workerReaderOptions())
-      .then([this, &w](kj::Own<capnp::MessageReader> message) {
-        auto hello = message->getRoot<proto::Hello>();
+  return readFromWorker(*w.stream)
+      .then([this, &w](wire::Received message) {
+        auto reader = message.reader();
+        auto hello = reader.getRoot<proto::Hello>();
         if (hello.isBootError()) {
           auto failure = hello.getBootError();
           spdlog::error("{}{}", failure.getMessage().cStr(),
@@ -214,10 +218,11 @@ kj::Promise<void> Pool::run(Worker& w, kj::Own<Job> job) {
   kj::ArrayPtr<const int> fds = job->bodyFd >= 0 ? kj::arrayPtr(&job->bodyFd, 1) : nullptr;
   auto sent = capnp::writeMessage(*w.stream, fds, job->request);
   kj::Own<Job> forError = kj::addRef(*job);
-  return sent.then([&w]() { return capnp::readMessage(*w.stream, workerReaderOptions()); })
-      .then([this, &w, job = kj::mv(job)](kj::Own<capnp::MessageReader> message) mutable {
+  return sent.then([&w]() { return readFromWorker(*w.stream); })
+      .then([this, &w, job = kj::mv(job)](wire::Received message) mutable {
         auto reply = kj::heap<capnp::MallocMessageBuilder>();
-        reply->setRoot(message->getRoot<proto::Response>());
+        auto reader = message.reader();
+        reply->setRoot(reader.getRoot<proto::Response>());
         job->worker = nullptr;
         w.current = nullptr;
         job->done->fulfill(kj::mv(reply));
