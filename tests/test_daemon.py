@@ -630,3 +630,34 @@ def test_mtapyctl_scan_runs_local_scan_without_an_mta(make_daemon, stage, tmp_pa
     assert scan("later") == (2, "verdict: tempreject\nmessage: come back later\n")
     r = d.ctl("scan", "a", str(message), "--from", "s@example.org")
     assert r.returncode == 64 and "--to" in r.stderr
+
+
+PID_POLICY = """
+    import os, time
+    def pid():
+        return str(os.getpid())
+    def slow():
+        time.sleep(1)
+        return "slow"
+"""
+
+
+def test_workers_retire_after_max_use_without_failing_a_call(make_daemon, stage):
+    policy = write_policy(stage, "pid.py", PID_POLICY)
+    d = make_daemon(pool_toml("a", policy, process_limit=1, max_use=2))
+    answers = [d.call("a", "pid") for _ in range(6)]
+    assert all(rc == 0 for rc, _, _ in answers), answers
+    pids = [out for _, out, _ in answers]
+    assert len(set(pids)) == 3 and pids[0] == pids[1] and pids[2] == pids[3], pids
+
+
+def test_a_full_queue_answers_on_error_at_once(make_daemon, stage):
+    policy = write_policy(stage, "queue.py", PID_POLICY)
+    d = make_daemon(pool_toml("a", policy, process_limit=1, queue_limit=0, timeout="5s"))
+    slow = subprocess.Popen([str(stage / "bin" / "mtapyctl"), "-s", str(d.admin), "call", "a",
+                             "slow"], stdout=subprocess.PIPE, text=True)
+    assert wait_for(lambda: "busy" in d.ctl("status").stdout), d.ctl("status").stdout
+    started = time.monotonic()
+    rc, _, err = d.call("a", "pid")
+    assert rc == 2 and "overloaded" in err and time.monotonic() - started < 0.5, err
+    assert slow.communicate(timeout=10)[0] == "slow\n"

@@ -162,14 +162,19 @@ kj::Promise<Reply> Pool::call(proto::Request::Reader request, kj::Maybe<kj::Auto
   job->done = kj::mv(paf.fulfiller);
   bool live = std::any_of(workers_.begin(), workers_.end(),
                           [](auto& w) { return w->state != Worker::kStopping; });
+  // queue_limit counts calls that must wait: those beyond the workers idle right now.
+  size_t idle = size_t(std::count_if(workers_.begin(), workers_.end(),
+                                     [](auto& w) { return w->state == Worker::kIdle; }));
+  size_t ahead = size_t(std::count_if(queue_.begin(), queue_.end(),
+                                      [](auto& q) { return q->done->isWaiting(); }));
   if (stopping_) {
     job->done->fulfill(failureReply(Kind::SHUTTING_DOWN, "mtapy-workerd is stopping"));
   } else if (!live && throttled()) {
     job->done->fulfill(failureReply(Kind::NO_WORKER, "pool " + config_.name +
         " has no worker: its workers fail to start (see mtapy-workerd's log)"));
-  } else if (queue_.size() >= config_.queueLimit) {
+  } else if (ahead + 1 > idle + config_.queueLimit) {
     job->done->fulfill(failureReply(Kind::OVERLOADED, "pool " + config_.name + " is overloaded: " +
-        std::to_string(queue_.size()) + " calls already wait (queue_limit)"));
+        std::to_string(ahead) + " calls already wait (queue_limit)"));
   } else {
     queue_.push_back(kj::addRef(*job));
     schedule();
