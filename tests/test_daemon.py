@@ -661,3 +661,19 @@ def test_a_full_queue_answers_on_error_at_once(make_daemon, stage):
     rc, _, err = d.call("a", "pid")
     assert rc == 2 and "overloaded" in err and time.monotonic() - started < 0.5, err
     assert slow.communicate(timeout=10)[0] == "slow\n"
+
+
+def test_the_daemon_tells_systemd_it_is_ready(make_daemon, stage, tmp_path):
+    # Type=notify in deploy/mtapy-workerd.service: READY=1 once the sockets listen.
+    policy = write_policy(stage, "notify.py", "def f():\n    return 'x'\n")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(10)
+    d = make_daemon(pool_toml("a", policy), start=False)
+    with open(d.log_path, "ab") as log:
+        d.process = subprocess.Popen(
+            [str(stage / "bin" / "mtapy-workerd"), "--config", str(d.config)],
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")})
+    assert notify.recv(100) == b"READY=1"
+    assert d.admin.exists()
