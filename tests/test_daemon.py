@@ -677,3 +677,19 @@ def test_the_daemon_tells_systemd_it_is_ready(make_daemon, stage, tmp_path):
             env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")})
     assert notify.recv(100) == b"READY=1"
     assert d.admin.exists()
+
+
+def test_a_forked_mta_child_makes_its_own_connection_and_leaves_the_parents_alone(
+        make_daemon, stage, harness):
+    # Exim forks delivery processes from the receiving process, connection and all.
+    policy = write_policy(stage, "conn.py", PID_POLICY)
+    d = make_daemon(pool_toml("a", policy))
+    r = subprocess.run([str(harness), str(harness.parent / "mtapy_exim.so"), "forked", "pid"],
+                       capture_output=True, text=True,
+                       env={**os.environ, "MTAPY_SHIM_CONF": str(shim_conf(d))})
+    lines = [line.split() for line in r.stdout.splitlines()]
+    assert [line[:2] for line in lines] == [["parent", "rc=0"], ["child", "rc=0"],
+                                            ["parent-again", "rc=0"]], r.stdout + r.stderr
+    sockets = [set(line[3].split("=")[1].strip(",").split(",")) for line in lines]
+    assert sockets[0] and not sockets[0] & sockets[1], r.stdout  # the child's own connection
+    assert sockets[2] == sockets[0], r.stdout  # the parent kept its own

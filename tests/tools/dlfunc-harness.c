@@ -8,6 +8,10 @@
  *                  p99_us=.. first_us=.. load_us=.." (CLOCK_MONOTONIC; failures counts rc != OK;
  *                  load_us is dlopen + dlsym). $DLFUNC_HARNESS_PAUSE_MS sleeps that long
  *                  between calls (not timed), e.g. to restart the daemon under a session.
+ *              dlfunc-harness SO_PATH forked FN [ARG...]
+ *                  as Exim's delivery processes: call, fork, call in the child, then call
+ *                  again in the parent on its kept connection; prints "parent rc=.. yield
+ *                  sockets=INODE,...", then the same for "child" and "parent-again".
  *              dlfunc-harness SO_PATH load
  *                  dlopen with RTLD_NOW, as Debian's local_scan_path loader does, and check
  *                  local_scan_version_major/minor when the library has them; prints "ok".
@@ -28,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static double now_us(void) {
   struct timespec t;
@@ -53,6 +59,7 @@ static void report_signals(const char *when) {
 static int usage(void) {
   fputs("usage: dlfunc-harness SO_PATH call FN [ARG...]\n"
         "       dlfunc-harness SO_PATH repeat N FN [ARG...]\n"
+        "       dlfunc-harness SO_PATH forked FN [ARG...]\n"
         "       dlfunc-harness SO_PATH load\n", stderr);
   return 2;
 }
@@ -62,6 +69,45 @@ static void print_yield(int rc, const uschar *yield) {
   if (yield == NULL) fputs("(null)", stdout);
   else fwrite(yield, 1, strlen((const char *)yield), stdout);
   fputc('\n', stdout);
+}
+
+/* The socket inodes this process holds, as "socket:[N]" links in /proc/self/fd. */
+static void print_sockets(void) {
+  char path[64], target[64];
+  fputs(" sockets=", stdout);
+  for (int fd = 0; fd < 1024; fd++) {
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    if (n <= 0) continue;
+    target[n] = 0;
+    if (strncmp(target, "socket:[", 8) == 0) printf("%s,", target + 8);
+  }
+}
+
+static int call_once(exim_dlfunc_t *python, int argc, char **args, const char *who) {
+  uschar *argv[argc + 1];
+  for (int a = 0; a < argc; a++) argv[a] = string_copy_function(US args[a]);
+  argv[argc] = NULL;
+  uschar *yield = NULL;
+  int rc = python(&yield, argc, argv);
+  printf("%s rc=%d %s", who, rc, yield ? (char *)yield : "(null)");
+  print_sockets();
+  putchar('\n');
+  fflush(stdout);
+  return rc;
+}
+
+static int forked(exim_dlfunc_t *python, int argc, char **args) {
+  call_once(python, argc, args, "parent");
+  pid_t child = fork();
+  if (child == 0) {
+    call_once(python, argc, args, "child");
+    _exit(0);
+  }
+  int status;
+  waitpid(child, &status, 0);
+  call_once(python, argc, args, "parent-again");
+  return 0;
 }
 
 static int by_value(const void *a, const void *b) {
@@ -103,7 +149,7 @@ int main(int argc, char **argv) {
     n = strtol(argv[3], &end, 10);
     if (*end != 0 || n < 1) return usage();
     first = 4;
-  } else if (strcmp(mode, "call") != 0 || argc < 4) {
+  } else if ((strcmp(mode, "call") != 0 && strcmp(mode, "forked") != 0) || argc < 4) {
     return usage();
   }
 
@@ -122,6 +168,7 @@ int main(int argc, char **argv) {
   double load_us = now_us() - t0;
 
   int call_argc = argc - first;
+  if (strcmp(mode, "forked") == 0) return forked(python, call_argc, argv + first);
   double *took = malloc(sizeof *took * (size_t)n);
   if (took == NULL) return 1;
   const char *pause = getenv("DLFUNC_HARNESS_PAUSE_MS");
