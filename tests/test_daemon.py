@@ -693,3 +693,36 @@ def test_a_forked_mta_child_makes_its_own_connection_and_leaves_the_parents_alon
     sockets = [set(line[3].split("=")[1].strip(",").split(",")) for line in lines]
     assert sockets[0] and not sockets[0] & sockets[1], r.stdout  # the child's own connection
     assert sockets[2] == sockets[0], r.stdout  # the parent kept its own
+
+
+ISOLATION_POLICY = """
+    import os
+    def isolation():
+        try:
+            os.close(os.open("/dev/tty", os.O_RDWR))
+            tty = "tty"
+        except OSError:
+            tty = "no-tty"
+        fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+        session = "own-session" if os.getsid(0) == os.getpid() else "daemon-session"
+        return f"{tty} {session} {fds}"
+"""
+
+
+def test_workers_get_no_terminal_and_no_inherited_descriptors(make_daemon, stage, tmp_path):
+    # Policy code must not reach root's terminal (TIOCSTI) or files the daemon inherited.
+    policy = write_policy(stage, "isolation.py", ISOLATION_POLICY)
+    secret = tmp_path / "secret"
+    secret.write_text("root only")
+    secret.chmod(0o600)
+    d = make_daemon(pool_toml("a", policy), start=False)
+    with open(secret) as inherited, open(d.log_path, "ab") as log:
+        d.process = subprocess.Popen(
+            [str(stage / "bin" / "mtapy-workerd"), "--config", str(d.config)],
+            stdout=log, stderr=subprocess.STDOUT, pass_fds=[inherited.fileno()],
+            start_new_session=False)
+    assert wait_for(d.ready), d.log()
+    rc, out, _ = d.call("a", "isolation")
+    # 0 stdin (/dev/null), 1-2 the log, 3 the daemon's socket, and the fd listdir() opened
+    assert rc == 0 and out.startswith("no-tty own-session [0, 1, 2, 3, "), out
+    assert len(out.split(",")) == 5, out

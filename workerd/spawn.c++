@@ -28,13 +28,20 @@ Spawned spawnWorker(const std::string& program, const PoolConfig& pool, const st
   int pair[2];
   KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
   kj::AutoCloseFd ours(pair[0]), theirs(pair[1]);
+  int devnull;
+  KJ_SYSCALL(devnull = open("/dev/null", O_RDONLY | O_CLOEXEC));
+  kj::AutoCloseFd nullInput(devnull);
 
   pid_t pid;
   KJ_SYSCALL(pid = fork());
   if (pid == 0) {
-    // Child: async-signal-safe calls only, then exec.
+    // Child: async-signal-safe calls only, then exec. A new session has no controlling
+    // terminal (policy code could otherwise push keystrokes into root's with TIOCSTI), stdin
+    // is /dev/null, and nothing the daemon inherited reaches the worker but stderr.
+    if (setsid() < 0 || dup2(devnull, 0) < 0) _exit(127);
     if (pair[1] == 3) fcntl(3, F_SETFD, 0);
     else if (dup2(pair[1], 3) < 0) _exit(127);
+    close_range(4, ~0U, 0);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
