@@ -726,3 +726,24 @@ def test_workers_get_no_terminal_and_no_inherited_descriptors(make_daemon, stage
     # 0 stdin (/dev/null), 1-2 the log, 3 the daemon's socket, and the fd listdir() opened
     assert rc == 0 and out.startswith("no-tty own-session [0, 1, 2, 3, "), out
     assert len(out.split(",")) == 5, out
+
+
+def test_a_pool_that_cannot_spawn_a_worker_retries_after_throttle_time(make_daemon, stage):
+    policy = write_policy(stage, "spawn.py", PID_POLICY)
+    d = make_daemon(pool_toml("a", policy, process_limit=1, throttle_time="1s"), start=False)
+    with open(d.log_path, "ab") as log:  # few descriptors, so that spawning can fail
+        d.process = subprocess.Popen(
+            ["prlimit", "--nofile=24:24", str(stage / "bin" / "mtapy-workerd"), "--config",
+             str(d.config)], stdout=log, stderr=subprocess.STDOUT)
+    assert wait_for(d.ready), d.log()
+    rc, pid, _ = d.call("a", "pid")
+    hogs = []
+    for _ in range(30):  # use up the daemon's descriptors with idle connections
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(d.socket))
+        hogs.append(s)
+    os.kill(int(pid), signal.SIGKILL)
+    assert wait_for(lambda: "cannot start a worker" in d.log()), d.log()
+    for s in hogs:
+        s.close()
+    assert wait_for(lambda: d.call("a", "pid")[0] == 0, timeout=10), d.log()

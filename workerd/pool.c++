@@ -100,7 +100,23 @@ void Pool::ensureWorkers() {
   // A stopping pool still needs workers for calls it has already queued.
   bool queued = std::any_of(queue_.begin(), queue_.end(), [](auto& j) { return j->done->isWaiting(); });
   if ((stopping_ && !queued) || throttled()) return;
-  while (workers_.size() < config_.processLimit) spawnOne();
+  while (workers_.size() < config_.processLimit) {
+    try {
+      spawnOne();
+    } catch (const kj::Exception& e) {  // out of fds or processes: try again later
+      throttle(std::string("cannot start a worker: ") + e.getDescription().cStr());
+      return;
+    }
+  }
+}
+
+void Pool::throttle(const std::string& why) {
+  throttledUntil_ = timer_.now() + config_.throttleTimeMs * kj::MILLISECONDS;
+  spdlog::error("pool {}: {}; the pool is throttled for {} ms (throttle_time) and answers "
+                "on_error meanwhile", config_.name, why, config_.throttleTimeMs);
+  bool live = std::any_of(workers_.begin(), workers_.end(), [](auto& w) { return w->ready; });
+  if (!live) failQueued(Kind::NO_WORKER, "pool " + config_.name + "'s workers fail to start");
+  tasks_.add(timer_.atTime(throttledUntil_).then([this]() { ensureWorkers(); }));
 }
 
 void Pool::spawnOne() {
@@ -287,15 +303,7 @@ void Pool::exited(pid_t pid, int status) {
   if (!expected && !stopping_) {
     spdlog::warn("pool {}: worker pid {} {}", config_.name, pid, describeExit(status));
   }
-  if (!ready && !stopping_) {
-    throttledUntil_ = timer_.now() + config_.throttleTimeMs * kj::MILLISECONDS;
-    spdlog::error("pool {}: a worker failed to start; the pool is throttled for {} ms "
-                  "(throttle_time) and answers on_error meanwhile", config_.name,
-                  config_.throttleTimeMs);
-    bool live = std::any_of(workers_.begin(), workers_.end(), [](auto& w) { return w->ready; });
-    if (!live) failQueued(Kind::NO_WORKER, "pool " + config_.name + "'s workers fail to start");
-    tasks_.add(timer_.atTime(throttledUntil_).then([this]() { ensureWorkers(); }));
-  }
+  if (!ready && !stopping_) throttle("a worker failed to start");
   ensureWorkers();
   checkStopped();
 }

@@ -53,6 +53,7 @@ class Pool final : private kj::TaskSet::ErrorHandler {
 
   void spawnOne();
   void ensureWorkers();
+  void throttle(const std::string& why);
   void schedule();
   void dispatch();
   kj::Promise<void> awaitHello(Worker& worker);
