@@ -69,11 +69,16 @@ kj::Promise<Accepted> Listener::accept() {
       return observer_.whenBecomesReadable().then([this]() { return accept(); });
     }
     // EMFILE and friends: wait a little rather than spin; the connection waits in the backlog.
-    spdlog::error("{}: accept failed: {}; retrying", path_, strerror(errno));
+    if (!failing_) {
+      spdlog::error("{}: accept failed: {}; retrying every 100 ms", path_, strerror(errno));
+      failing_ = true;
+    }
     return io_.provider->getTimer().afterDelay(100 * kj::MILLISECONDS).then([this]() {
       return accept();
     });
   }
+  if (failing_) spdlog::info("{}: accepting connections again", path_);
+  failing_ = false;
   kj::AutoCloseFd owned(fd);
   ucred peer{};
   socklen_t length = sizeof peer;

@@ -32,6 +32,7 @@ class Listener {
   kj::AutoCloseFd fd_;
   kj::AsyncIoContext& io_;
   kj::UnixEventPort::FdObserver observer_;
+  bool failing_ = false;  // accept() is failing: say so once, not every retry
 };
 
 }  // namespace mtapy::workerd
