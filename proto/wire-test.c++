@@ -117,5 +117,5 @@ TEST_CASE("absurd segment counts and sizes are refused before allocating") {
   const uint32_t huge[2] = {0, 0xffffffff};
   REQUIRE(write(other.a, huge, sizeof huge) == sizeof huge);
   CHECK_THROWS_WITH(wire::receiveMessage(other.b, wire::deadlineIn(1000)),
-                    doctest::Contains("too large"));
+                    doctest::Contains("message too large"));
 }

@@ -124,7 +124,7 @@ capnp::FlatArrayMessageReader Received::reader() const {
 // message usually costs poll() + one recvmsg().
 constexpr size_t kFirstRead = 16 * 1024;
 
-size_t framedSize(kj::ArrayPtr<const kj::byte> bytes) {
+size_t framedSize(kj::ArrayPtr<const kj::byte> bytes, size_t limit) {
   if (bytes.size() < 8) return 0;
   uint32_t segments;
   memcpy(&segments, bytes.begin(), 4);
@@ -137,7 +137,7 @@ size_t framedSize(kj::ArrayPtr<const kj::byte> bytes) {
     memcpy(&words, bytes.begin() + 4 + 4 * i, 4);
     bodyWords += words;
   }
-  if (bodyWords > kMaxMessageWords) fail("malformed message: too large");
+  if (bodyWords > limit / 8) fail("message too large");
   return tableBytes + bodyWords * 8;
 }
 

@@ -21,8 +21,8 @@ using Deadline = int64_t;
 constexpr Deadline kForever = -1;
 Deadline deadlineIn(int64_t milliseconds);
 
-// Larger messages are refused: 64 MiB is far above any header block we forward.
-constexpr size_t kMaxMessageWords = 8 << 20;
+// Larger messages are refused: 16 MiB is far above any header block an MTA sends us.
+constexpr size_t kMaxMessageWords = 2 << 20;
 
 // Throw a kj::Exception whose description is exactly `what` (it reaches MTA logs verbatim).
 [[noreturn]] void fail(const std::string& what);
@@ -37,8 +37,9 @@ struct Received {
 };
 
 // The byte length of the whole message whose start is `bytes`, from its framing; 0 when
-// `bytes` is too short to tell. Throws on framing no honest peer sends.
-size_t framedSize(kj::ArrayPtr<const kj::byte> bytes);
+// `bytes` is too short to tell. Throws on framing no honest peer sends, and on a message
+// longer than `limit` bytes.
+size_t framedSize(kj::ArrayPtr<const kj::byte> bytes, size_t limit = kMaxMessageWords * 8);
 
 // Read one message; null when the peer closed the connection before sending any byte of it.
 kj::Maybe<Received> receiveMessage(int sock, Deadline deadline);

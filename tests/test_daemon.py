@@ -747,3 +747,43 @@ def test_a_pool_that_cannot_spawn_a_worker_retries_after_throttle_time(make_daem
     for s in hogs:
         s.close()
     assert wait_for(lambda: d.call("a", "pid")[0] == 0, timeout=10), d.log()
+
+
+STRANGER = """
+import socket, struct, sys
+path = sys.argv[1]
+results = []
+for i in range(24):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    results.append(s)
+big = socket.socket(socket.AF_UNIX)
+try:
+    big.connect(path)
+    big.sendall(struct.pack("<II", 0, (10 << 20) // 8) + b"x" * (1 << 20))
+    print("big:", big.recv(10) == b"")  # closed: a stranger may not send 10 MB
+except OSError as e:
+    print("big:", True, e)
+closed = 0
+for s in results:
+    s.settimeout(0.1)
+    try:
+        closed += s.recv(1) == b""
+    except socket.timeout:
+        pass
+print("closed:", closed)
+"""
+
+
+def test_a_local_user_who_is_no_client_cannot_exhaust_the_daemon(make_daemon, stage):
+    policy = write_policy(stage, "stranger-policy.py", PID_POLICY)
+    d = make_daemon(pool_toml("a", policy))
+    script = write_policy(stage, "stranger.py", STRANGER)  # readable by nobody
+    r = subprocess.run(as_user("nobody") + ["/usr/bin/python3", str(script), str(d.socket)],
+                       capture_output=True, text=True, timeout=60)
+    assert "big: True" in r.stdout, r
+    assert "closed: 8" in r.stdout, r  # 16 connections per stranger uid; the rest are refused
+    rss_kb = int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{d.process.pid}/status").read())[1])
+    assert rss_kb < 40_000, rss_kb
+    assert d.call("a", "pid")[0] == 0
+    assert d.log().count("refusing more") == 1, d.log()

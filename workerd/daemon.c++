@@ -70,20 +70,42 @@ kj::Promise<void> Daemon::run() {
 
 kj::Promise<void> Daemon::acceptLoop(Listener& listener, Protocol protocol) {
   return listener.accept().then([this, &listener, protocol](Accepted accepted) {
-    auto& stream = *accepted.stream;
     uid_t uid = accepted.peer.uid;
+    unsigned& open = connectionsByUid_[uid];
+    unsigned cap = isClient(config_.pools, uid) || uid == 0 ? kClientConnections
+                                                            : kStrangerConnections;
+    if (open >= cap) {
+      if (crowdedUids_.insert(uid).second) {
+        spdlog::warn("uid {} holds {} connections; refusing more until some close", uid, open);
+      }
+      return acceptLoop(listener, protocol);  // dropping `accepted` closes the connection
+    }
+    open++;
+    auto& stream = *accepted.stream;
     auto served = protocol == Protocol::kShim    ? serveClient(stream, accepted.peer)
                   : protocol == Protocol::kAdmin ? serveAdmin(stream, accepted.peer)
                                                  : serveReadsocket(stream, accepted.peer);
-    connections_.add(served.attach(kj::mv(accepted.stream)).then([]() {}, [uid](kj::Exception&& e) {
+    auto closed = kj::defer([this, uid]() {
+      connectionsByUid_[uid]--;
+      crowdedUids_.erase(uid);
+    });
+    connections_.add(served.attach(kj::mv(accepted.stream), kj::mv(closed))
+                         .then([]() {}, [uid](kj::Exception&& e) {
       spdlog::warn("closed a connection from uid {}: {}", uid, e.getDescription().cStr());
     }));
     return acceptLoop(listener, protocol);
   });
 }
 
+size_t Daemon::limitFor(uid_t uid) const {
+  // Strangers get an answer (notAllowed) to a small request, not 16 MiB of our memory.
+  return isClient(config_.pools, uid) || uid == 0 ? wire::kMaxMessageWords * 8 : 64 * 1024;
+}
+
+kj::Timer& Daemon::timer() { return io_.provider->getTimer(); }
+
 kj::Promise<void> Daemon::serveClient(kj::AsyncCapabilityStream& stream, ucred peer) {
-  return readFramed(stream).then([this, &stream, peer](
+  return readFramed(stream, timer(), limitFor(peer.uid)).then([this, &stream, peer](
                                      kj::Maybe<wire::Received> got) -> kj::Promise<void> {
     KJ_IF_MAYBE(message, got) {
       kj::Maybe<kj::AutoCloseFd> body;
@@ -125,7 +147,7 @@ kj::Promise<Reply> Daemon::answer(proto::Request::Reader request, uid_t caller, 
 }
 
 kj::Promise<void> Daemon::serveAdmin(kj::AsyncCapabilityStream& stream, ucred peer) {
-  return readFramed(stream).then([this, &stream, peer](
+  return readFramed(stream, timer(), limitFor(peer.uid)).then([this, &stream, peer](
                                      kj::Maybe<wire::Received> got) mutable -> kj::Promise<void> {
     wire::Received* message;
     KJ_IF_MAYBE(m, got) message = m;
@@ -166,7 +188,11 @@ kj::Promise<void> Daemon::serveAdmin(kj::AsyncCapabilityStream& stream, ucred pe
 }
 
 kj::Promise<void> Daemon::serveReadsocket(kj::AsyncCapabilityStream& stream, ucred peer) {
-  return readRequestLine(stream).then([this, &stream, peer](std::string line) {
+  auto line = readRequestLine(stream).exclusiveJoin(
+      timer().afterDelay(kMessageCompletion).then([]() -> std::string {
+        KJ_FAIL_REQUIRE("${readsocket} request line not completed within 30 s");
+      }));
+  return line.then([this, &stream, peer](std::string line) {
     std::string error;
     auto parsed = parseReadsocketLine(line, error);
     kj::Promise<Reply> reply = nullptr;

@@ -14,7 +14,9 @@
 #include <kj/async-io.h>
 #include <kj/vector.h>
 
+#include <map>
 #include <memory>
+#include <set>
 #include <vector>
 
 namespace mtapy::workerd {
@@ -35,6 +37,8 @@ class Daemon final : private kj::TaskSet::ErrorHandler {
   kj::Promise<Reply> answer(proto::Request::Reader request, uid_t caller, bool admin,
                             kj::Maybe<kj::AutoCloseFd> body);
   kj::Promise<void> stop(int signal);
+  size_t limitFor(uid_t uid) const;
+  kj::Timer& timer();
   void taskFailed(kj::Exception&& exception) override;
 
   Config config_;
@@ -42,6 +46,11 @@ class Daemon final : private kj::TaskSet::ErrorHandler {
   std::vector<std::unique_ptr<Pool>> pools_;
   kj::Vector<kj::Own<Listener>> listeners_;
   kj::TimePoint started_;
+  // Open connections per peer uid. Exim opens one per SMTP session and delivery process;
+  // uids that are clients of no pool only ever get refusals, so they need few.
+  static constexpr unsigned kClientConnections = 4096, kStrangerConnections = 16;
+  std::map<uid_t, unsigned> connectionsByUid_;
+  std::set<uid_t> crowdedUids_;  // refused for too many connections; warned once
   kj::TaskSet connections_;
 };
 

@@ -13,13 +13,14 @@ constexpr size_t kFirstRead = 16 * 1024;
 struct Reading {
   kj::Array<kj::byte> first = kj::heapArray<kj::byte>(kFirstRead);
   size_t have = 0;
+  size_t limit;
   kj::AutoCloseFd fd;
 };
 
 // Read until the framing tells the message's size, then the rest of it.
 kj::Promise<kj::Maybe<wire::Received>> readRest(kj::AsyncCapabilityStream& stream,
                                                 kj::Own<Reading> r) {
-  size_t total = wire::framedSize(r->first.slice(0, r->have));
+  size_t total = wire::framedSize(r->first.slice(0, r->have), r->limit);
   if (total == 0) {
     KJ_REQUIRE(r->have < r->first.size(), "malformed message: no framing");
     auto more = stream.tryReadWithFds(r->first.begin() + r->have, 1, r->first.size() - r->have,
@@ -48,14 +49,19 @@ kj::Promise<kj::Maybe<wire::Received>> readRest(kj::AsyncCapabilityStream& strea
 
 }  // namespace
 
-kj::Promise<kj::Maybe<wire::Received>> readFramed(kj::AsyncCapabilityStream& stream) {
+kj::Promise<kj::Maybe<wire::Received>> readFramed(kj::AsyncCapabilityStream& stream,
+                                                  kj::Timer& timer, size_t limit) {
   auto r = kj::heap<Reading>();
+  r->limit = limit;
   auto first = stream.tryReadWithFds(r->first.begin(), 1, r->first.size(), &r->fd, 1);
-  return first.then([&stream, r = kj::mv(r)](kj::AsyncCapabilityStream::ReadResult got) mutable
-                    -> kj::Promise<kj::Maybe<wire::Received>> {
+  return first.then([&stream, &timer, r = kj::mv(r)](kj::AsyncCapabilityStream::ReadResult got)
+                        mutable -> kj::Promise<kj::Maybe<wire::Received>> {
     if (got.byteCount == 0) return kj::Maybe<wire::Received>(nullptr);  // clean end
     r->have = got.byteCount;
-    return readRest(stream, kj::mv(r));
+    return readRest(stream, kj::mv(r)).exclusiveJoin(
+        timer.afterDelay(kMessageCompletion).then([]() -> kj::Maybe<wire::Received> {
+          KJ_FAIL_REQUIRE("message not completed within 30 s");
+        }));
   });
 }
 

@@ -8,10 +8,17 @@
 #include "proto/wire.h"
 
 #include <kj/async-io.h>
+#include <kj/timer.h>
 
 namespace mtapy::workerd {
 
+// A message begun must be complete this soon: a peer that stalls mid-message ties up memory.
+constexpr auto kMessageCompletion = 30 * kj::SECONDS;
+
 // The next message on `stream` with the fd sent along, if any; null at a clean end of stream.
-kj::Promise<kj::Maybe<wire::Received>> readFramed(kj::AsyncCapabilityStream& stream);
+// Waits for its first byte without limit; messages over `limit` bytes are refused.
+kj::Promise<kj::Maybe<wire::Received>> readFramed(kj::AsyncCapabilityStream& stream,
+                                                  kj::Timer& timer,
+                                                  size_t limit = wire::kMaxMessageWords * 8);
 
 }  // namespace mtapy::workerd

@@ -25,8 +25,8 @@ constexpr auto kKillGrace = 200 * kj::MILLISECONDS;  // time for the stack dump 
 constexpr size_t kMaxFunctionNames = 1000;           // bounded stats even for junk names
 
 // A worker's next message; its end of stream is a DISCONNECTED error (it died).
-kj::Promise<wire::Received> readFromWorker(kj::AsyncCapabilityStream& stream) {
-  return readFramed(stream).then([](kj::Maybe<wire::Received> got) -> wire::Received {
+kj::Promise<wire::Received> readFromWorker(kj::AsyncCapabilityStream& stream, kj::Timer& timer) {
+  return readFramed(stream, timer).then([](kj::Maybe<wire::Received> got) -> wire::Received {
     KJ_IF_MAYBE(message, got) return kj::mv(*message);
     kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "the worker closed its socket"));
   });
@@ -137,7 +137,7 @@ void Pool::spawnOne() {
 }
 
 kj::Promise<void> Pool::awaitHello(Worker& w) {
-  return readFromWorker(*w.stream)
+  return readFromWorker(*w.stream, timer_)
       .then([this, &w](wire::Received message) {
         auto reader = message.reader();
         auto hello = reader.getRoot<proto::Hello>();
@@ -239,7 +239,7 @@ kj::Promise<void> Pool::run(Worker& w, kj::Own<Job> job) {
   kj::ArrayPtr<const int> fds = job->bodyFd >= 0 ? kj::arrayPtr(&job->bodyFd, 1) : nullptr;
   auto sent = capnp::writeMessage(*w.stream, fds, job->request);
   kj::Own<Job> forError = kj::addRef(*job);
-  return sent.then([&w]() { return readFromWorker(*w.stream); })
+  return sent.then([this, &w]() { return readFromWorker(*w.stream, timer_); })
       .then([this, &w, job = kj::mv(job)](wire::Received message) mutable {
         auto reply = kj::heap<capnp::MallocMessageBuilder>();
         auto reader = message.reader();

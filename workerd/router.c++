@@ -12,6 +12,10 @@ bool allows(const PoolConfig& pool, uid_t caller) {
 
 }  // namespace
 
+bool isClient(const std::vector<PoolConfig>& pools, uid_t caller) {
+  return std::any_of(pools.begin(), pools.end(), [caller](auto& p) { return allows(p, caller); });
+}
+
 Route route(const std::vector<PoolConfig>& pools, uid_t caller, std::string_view requested,
             bool admin) {
   std::string uid = std::to_string(caller);

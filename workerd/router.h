@@ -19,4 +19,7 @@ struct Route {
 Route route(const std::vector<PoolConfig>& pools, uid_t caller, std::string_view requested,
             bool admin);
 
+// Whether `caller` is among any pool's clients (strangers get small limits).
+bool isClient(const std::vector<PoolConfig>& pools, uid_t caller);
+
 }  // namespace mtapy::workerd
