@@ -15,6 +15,8 @@
 namespace mtapy::exim {
 namespace {
 
+// Texts we format are cut to 1000 bytes: Exim dies (LOG_PANIC_DIE) when string_sprintf()
+// output passes 32 KiB, and a policy's exception text may quote anything.
 // Exim 4.96 crashes on 8 dlfunc arguments and refuses 9 or more, so FUNCTION + 6 is all we get.
 int expand(uschar** yield, int argc, uschar* argv[]) {
   if (argc < 1) {
@@ -44,7 +46,7 @@ int expand(uschar** yield, int argc, uschar* argv[]) {
       return kFailForced;
     case proto::Response::FAILURE: {
       auto failure = response.getFailure();
-      *yield = string_sprintf("mtapy: %s", failure.getMessage().cStr());
+      *yield = string_sprintf("mtapy: %.1000s", failure.getMessage().cStr());
       return failure.getKind() == proto::Failure::Kind::POLICY_ERROR ? kFail : kDefer;
     }
     default:
@@ -60,9 +62,9 @@ extern "C" int python(uschar** yield, int argc, uschar* argv[]) {
   try {
     return mtapy::exim::expand(yield, argc, argv);
   } catch (const kj::Exception& e) {
-    *yield = string_sprintf("mtapy: %s", e.getDescription().cStr());
+    *yield = string_sprintf("mtapy: %.1000s", e.getDescription().cStr());
   } catch (const std::exception& e) {
-    *yield = string_sprintf("mtapy: %s", e.what());
+    *yield = string_sprintf("mtapy: %.1000s", e.what());
   } catch (...) {
     *yield = US"mtapy: unexpected error in the shim";
   }

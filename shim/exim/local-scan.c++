@@ -11,6 +11,7 @@
 #include "exim-api.h"
 #include "shim/common/client.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
@@ -55,6 +56,27 @@ void describeMessage(proto::Request::Builder request) {
   }
 }
 
+// Exim dies (LOG_PANIC_DIE) on a header line over 32 KiB; an address with a line break or NUL
+// would corrupt its spool header file. A policy that asks for either gets a temporary failure.
+constexpr size_t kMaxHeaderLine = 30 * 1024;
+
+bool usableAddress(capnp::Data::Reader address) {
+  auto bad = [](kj::byte c) { return c == '\r' || c == '\n' || c == '\0'; };
+  return address.size() > 0 && std::none_of(address.begin(), address.end(), bad);
+}
+
+// Why the policy's changes cannot be applied, or nullptr when they can.
+const char* unusable(proto::ScanResult::Reader result) {
+  for (auto address : result.getAddRecipients()) {
+    if (!usableAddress(address)) return "the policy added an empty address or one with CR, LF or NUL";
+  }
+  for (auto line : result.getAddHeaders()) {
+    if (line.size() > kMaxHeaderLine) return "the policy added a header line over 30 KiB";
+    if (std::find(line.begin(), line.end(), '\0') != line.end()) return "the policy added a header with NUL";
+  }
+  return nullptr;
+}
+
 int apply(proto::ScanResult::Reader result, uschar** returnText) {
   for (auto address : result.getRemoveRecipients()) receive_remove_recipient(eximCopy(address));
   for (auto address : result.getAddRecipients()) receive_add_recipient(eximCopy(address), -1);
@@ -74,7 +96,7 @@ int apply(proto::ScanResult::Reader result, uschar** returnText) {
 }
 
 int tempReject(uschar** returnText, const char* why) {
-  log_write(0, LOG_MAIN, "mtapy local_scan: %s; message temporarily rejected", why);
+  log_write(0, LOG_MAIN, "mtapy local_scan: %.1000s; message temporarily rejected", why);
   *returnText = US"Temporary local problem - please try again later";
   return LOCAL_SCAN_TEMPREJECT;
 }
@@ -90,7 +112,10 @@ int scan(int fd, uschar** returnText) {
   wire::Received received = shim::call(message, readOnly);
   auto reader = received.reader();
   auto response = reader.getRoot<proto::Response>();
-  if (response.isScan()) return apply(response.getScan(), returnText);
+  if (response.isScan()) {
+    if (const char* why = unusable(response.getScan())) return tempReject(returnText, why);
+    return apply(response.getScan(), returnText);
+  }
   if (response.isFailure()) return tempReject(returnText, response.getFailure().getMessage().cStr());
   return tempReject(returnText, "the daemon sent an answer this shim does not know (upgrade it)");
 }

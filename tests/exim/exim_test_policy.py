@@ -37,3 +37,8 @@ def hexargs(*args):
 def count(*args):
     """How many arguments arrived, and the last one."""
     return f"{len(args)} {args[-1] if args else ''}"
+
+
+def huge_error():
+    """An exception whose text is longer than Exim's 32 KiB string_sprintf() limit."""
+    raise ValueError("x" * 40000)

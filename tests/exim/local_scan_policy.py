@@ -32,6 +32,8 @@ def local_scan(info, headers, fd):
     if "change-recipients" in subject:
         info.recipients_list.remove("user2@mtapy.test")
         info.recipients_list.append("postmaster@mtapy.test")
+    if "huge-header" in subject:
+        headers.add("X-Huge", "y" * 40000)  # past Exim's 32 KiB header_add() limit
     if "keep-user1-only" in subject:
         info.recipients_list[:] = ["user1@mtapy.test"]
     headers.remove("X-Remove-Me")

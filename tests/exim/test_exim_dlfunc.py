@@ -75,3 +75,9 @@ def test_bh_shows_how_each_acl_statement_decided(exim_dlfunc):
     assert ">>> check condition = ${dlfunc{" in r.stderr
     assert "recipient_blocked}{$local_part}}\n>>>                 = true" in r.stderr
     assert "mtapy: ZeroDivisionError: division by zero" in r.stderr
+
+
+def test_a_huge_exception_text_fails_the_expansion_without_killing_exim(exim_dlfunc):
+    # Exim dies when string_sprintf() output passes 32 KiB; the shim cuts the text.
+    out = be_output(exim_dlfunc, "${dlfunc{MTAPY_SO}{python}{huge_error}}")
+    assert out.startswith("Failed: mtapy: ValueError: xxxx") and len(out) < 1100, out[:200]

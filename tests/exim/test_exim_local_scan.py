@@ -190,6 +190,14 @@ def test_5000_recipients_reach_the_policy_and_its_recipient_changes_apply(scanni
     assert "rcpts=5000" in unfolded(exim.mailbox("user1"))
 
 
+def test_a_header_too_long_for_exim_defers_instead_of_killing_the_smtp_process(scanning):
+    exim, _ = scanning
+    reply, qid = send(exim, "huge-header")
+    assert reply.startswith("451 "), reply  # not 421: the Exim process survived
+    assert "header line over 30 KiB" in exim.mainlog()
+    assert exim.paniclog() == ""
+
+
 @pytest.mark.parametrize(
     "subject, log_text",
     [
