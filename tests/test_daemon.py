@@ -787,3 +787,23 @@ def test_a_local_user_who_is_no_client_cannot_exhaust_the_daemon(make_daemon, st
     assert rss_kb < 40_000, rss_kb
     assert d.call("a", "pid")[0] == 0
     assert d.log().count("refusing more") == 1, d.log()
+
+
+CLOSING_POLICY = """
+    import os
+    def local_scan(info, headers, fd):
+        body = os.fdopen(fd, "rb").read()  # the elspy-era idiom closes the descriptor
+        headers.add("X-Worker", f"{os.getpid()} {len(body)}")
+"""
+
+
+def test_a_policy_that_closes_the_body_descriptor_keeps_its_worker(make_daemon, stage, tmp_path):
+    policy = write_policy(stage, "closing.py", CLOSING_POLICY)
+    d = make_daemon(pool_toml("a", policy, process_limit=1))
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"Subject: x\n\nbody\n")
+    outputs = [d.ctl("scan", "a", str(message), "--from", "a@b", "--to", "c@d").stdout
+               for _ in range(3)]
+    workers = {re.search(r"X-Worker: (\d+) 5", out)[1] for out in outputs}
+    assert len(workers) == 1, outputs  # one worker served all three: none died
+    assert "unreadable request" not in d.log() and "exited" not in d.log(), d.log()

@@ -86,5 +86,21 @@ def local_scan(info, headers, fd, body_offset):
     """Run the policy's elspy-style local_scan; (verdict, message, changes..., traceback)."""
     from mtapy import local_scan as elspy_api
 
-    os.lseek(fd, body_offset, os.SEEK_SET)
-    return elspy_api.run(_policy, info, headers, fd)
+    # The policy gets its own descriptor: elspy-era code often closes it (os.fdopen(fd).read()).
+    own = os.dup(fd)
+    opened = os.fstat(own)
+    try:
+        os.lseek(own, body_offset, os.SEEK_SET)
+        return elspy_api.run(_policy, info, headers, own)
+    finally:
+        _close_if_still(own, opened)
+
+
+def _close_if_still(fd, opened):
+    """Close fd unless the policy closed it already (its number may now be another file)."""
+    try:
+        now = os.fstat(fd)
+    except OSError:
+        return
+    if (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino):
+        os.close(fd)
