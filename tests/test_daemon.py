@@ -807,3 +807,26 @@ def test_a_policy_that_closes_the_body_descriptor_keeps_its_worker(make_daemon, 
     workers = {re.search(r"X-Worker: (\d+) 5", out)[1] for out in outputs}
     assert len(workers) == 1, outputs  # one worker served all three: none died
     assert "unreadable request" not in d.log() and "exited" not in d.log(), d.log()
+
+
+THREAD_POLICY = """
+    import threading, time
+    ticks = 0
+    def tick():
+        global ticks
+        while True:
+            ticks += 1
+            time.sleep(0.02)
+    threading.Thread(target=tick, daemon=True).start()
+    def count():
+        return ticks
+"""
+
+
+def test_a_policys_own_threads_run_while_the_worker_waits(make_daemon, stage):
+    policy = write_policy(stage, "threads.py", THREAD_POLICY)
+    d = make_daemon(pool_toml("a", policy, process_limit=1))
+    before = int(d.call("a", "count")[1])
+    time.sleep(0.5)
+    after = int(d.call("a", "count")[1])
+    assert after - before >= 10, (before, after)  # ~25 ticks of 20 ms

@@ -49,6 +49,18 @@ PythonError takeError() {
   return error;
 }
 
+// Holds the GIL for one call; releases it again when the call is done.
+class Gil {
+ public:
+  explicit Gil(PyThreadState*& idle) : idle_(idle) { PyEval_RestoreThread(idle_); }
+  ~Gil() { idle_ = PyEval_SaveThread(); }
+  Gil(const Gil&) = delete;
+  Gil& operator=(const Gil&) = delete;
+
+ private:
+  PyThreadState*& idle_;
+};
+
 void check(bool ok) {
   if (!ok) throw takeError();
 }
@@ -85,14 +97,17 @@ PythonHost::PythonHost(const char* pylib, const char* policy, const char* module
   expand_ = PyObject_GetAttrString(module.p, "expand");
   localScan_ = PyObject_GetAttrString(module.p, "local_scan");
   check(expand_ != nullptr && localScan_ != nullptr);
+  idle_ = PyEval_SaveThread();
 }
 
 PythonHost::~PythonHost() {
+  PyEval_RestoreThread(idle_);
   Py_XDECREF(expand_);
   Py_XDECREF(localScan_);
 }
 
 Outcome PythonHost::expand(capnp::Data::Reader function, capnp::List<capnp::Data>::Reader args) {
+  Gil gil(idle_);
   Ref name(PyBytes_FromStringAndSize(reinterpret_cast<const char*>(function.begin()),
                                      Py_ssize_t(function.size())));
   Ref list(PyList_New(Py_ssize_t(args.size())));
@@ -179,6 +194,7 @@ void fail(proto::Response::Builder response, const std::string& message, const s
 
 void PythonHost::localScan(proto::Request::Reader request, int fd,
                            proto::Response::Builder response) {
+  Gil gil(idle_);
   auto scan = request.getLocalScan();
   Ref info(infoDict(scan, request.getMessageId()));
   Ref headers(pyBytesList(scan.getHeaders()));

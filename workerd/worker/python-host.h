@@ -14,6 +14,7 @@
 #include <string>
 
 typedef struct _object PyObject;
+typedef struct _ts PyThreadState;
 
 namespace mtapy::worker {
 
@@ -46,6 +47,9 @@ class PythonHost {
  private:
   PyObject* expand_ = nullptr;
   PyObject* localScan_ = nullptr;
+  // Between calls the GIL is released, so a policy's own threads (timers, cache refresh) run
+  // while the worker waits for the next request.
+  PyThreadState* idle_ = nullptr;
 };
 
 }  // namespace mtapy::worker
