@@ -830,3 +830,14 @@ def test_a_policys_own_threads_run_while_the_worker_waits(make_daemon, stage):
     time.sleep(0.5)
     after = int(d.call("a", "count")[1])
     assert after - before >= 10, (before, after)  # ~25 ticks of 20 ms
+
+
+def test_a_policy_whose_import_hangs_is_killed_and_throttles_its_pool(make_daemon, stage):
+    policy = write_policy(stage, "hang.py", "import time\ntime.sleep(3600)\n")
+    d = launch(make_daemon(pool_toml("a", policy, process_limit=1, start_timeout="1s",
+                                     throttle_time="30s", timeout="10s"), start=False))
+    assert wait_for(lambda: "did not load its policy within 1000 ms" in d.log(), 5), d.log()
+    assert wait_for(lambda: "THROTTLED" in d.ctl("status").stdout, 5), d.ctl("status").stdout
+    started = time.monotonic()
+    rc, _, err = d.call("a", "anything")
+    assert rc == 2 and "fail to start" in err and time.monotonic() - started < 1, err

@@ -168,6 +168,7 @@ PoolConfig readPool(const std::string& name, const toml::table& table, const std
   in.count("max_use", pool.maxUse, 1, 1 << 30);
   in.count("max_use_jitter", pool.maxUseJitter, 0, 1 << 30);
   in.duration("throttle_time", pool.throttleTimeMs);
+  in.duration("start_timeout", pool.startTimeoutMs);
   in.count("queue_limit", pool.queueLimit, 0, 1 << 20);
   unsigned memoryMb = 0;
   in.count("memory_limit_mb", memoryMb, 0, 1 << 20);

@@ -33,6 +33,7 @@ struct PoolConfig {
   unsigned maxUse = 10000;        // recycle a worker after this many calls (Postfix max_use)
   unsigned maxUseJitter = 0;      // plus up to this many (gunicorn max_requests_jitter)
   unsigned throttleTimeMs = 60000;  // wait after a worker fails to start (Postfix throttle_time)
+  unsigned startTimeoutMs = 60000;  // a worker must have imported the policy by then
   unsigned queueLimit = 100;      // calls that may wait for a free worker
   uint64_t memoryLimitBytes = 0;  // RLIMIT_AS per worker; 0 = none
 };

@@ -22,6 +22,7 @@ using Kind = proto::Failure::Kind;
 namespace {
 
 constexpr auto kKillGrace = 200 * kj::MILLISECONDS;  // time for the stack dump before SIGKILL
+constexpr auto kRetireGrace = 10 * kj::SECONDS;     // for a worker told to exit, before SIGKILL
 constexpr size_t kMaxFunctionNames = 1000;           // bounded stats even for junk names
 
 // A worker's next message; its end of stream is a DISCONNECTED error (it died).
@@ -129,6 +130,15 @@ void Pool::spawnOne() {
   static std::mt19937 random{std::random_device{}()};
   w.retireAfter = config_.maxUse + (config_.maxUseJitter ? random() % (config_.maxUseJitter + 1) : 0);
   w.task = awaitHello(w).eagerlyEvaluate(nullptr);
+  pid_t started = w.pid;
+  tasks_.add(timer_.afterDelay(config_.startTimeoutMs * kj::MILLISECONDS).then([this, started]() {
+    Worker* late = find(started);
+    if (late == nullptr || late->ready || late->state == Worker::kStopping) return;
+    spdlog::error("pool {}: worker pid {} did not load its policy within {} ms (start_timeout); "
+                  "killing it", config_.name, started, config_.startTimeoutMs);
+    late->state = Worker::kStopping;
+    kill(started, SIGKILL);
+  }));
   pid_t pid = w.pid;
   tasks_.add(io_.unixEventPort.onChildExit(w.reap).then([this, pid](int status) {
     exited(pid, status);
@@ -151,8 +161,14 @@ kj::Promise<void> Pool::awaitHello(Worker& w) {
         w.state = Worker::kIdle;
         w.ready = true;
         schedule();
-      }, [&w](kj::Exception&&) {
-        w.state = Worker::kStopping;  // died before saying hello; exited() tells why
+      }, [this, &w](kj::Exception&& e) {
+        // It died before saying hello (exited() tells why), or said something unreadable.
+        if (e.getType() != kj::Exception::Type::DISCONNECTED) {
+          spdlog::error("pool {}: worker pid {} sent an unreadable hello: {}", config_.name, w.pid,
+                        e.getDescription().cStr());
+        }
+        w.state = Worker::kStopping;
+        kill(w.pid, SIGKILL);
       });
 }
 
@@ -247,8 +263,8 @@ kj::Promise<void> Pool::run(Worker& w, kj::Own<Job> job) {
         job->worker = nullptr;
         w.current = nullptr;
         job->done->fulfill(kj::mv(reply));
-        w.state = w.calls >= w.retireAfter ? Worker::kStopping : Worker::kIdle;
-        if (w.state == Worker::kStopping) w.stream = nullptr;  // EOF: the worker exits 0
+        w.state = Worker::kIdle;
+        if (w.calls >= w.retireAfter) retire(w);
         schedule();
       }, [this, &w, job = kj::mv(forError)](kj::Exception&& e) mutable {
         // EOF (it died), or an answer we cannot read (too large, garbage): either way this
@@ -263,6 +279,17 @@ kj::Promise<void> Pool::run(Worker& w, kj::Own<Job> job) {
         job->done->fulfill(failureReply(Kind::WORKER_CRASHED,
                                         "worker pid " + std::to_string(w.pid) + " " + why));
       });
+}
+
+void Pool::retire(Worker& w) {
+  w.state = Worker::kStopping;
+  w.stream = nullptr;  // end of file: the worker exits 0
+  pid_t pid = w.pid;
+  tasks_.add(timer_.afterDelay(kRetireGrace).then([this, pid]() {
+    if (find(pid) == nullptr) return;
+    spdlog::warn("pool {}: worker pid {} did not exit when told to; killing it", config_.name, pid);
+    kill(pid, SIGKILL);
+  }));
 }
 
 void Pool::overran(Job& job) {
@@ -359,9 +386,8 @@ void Pool::checkStopped() {
   if (busy || waiting) return;
   for (auto& w : workers_) {
     if (w->state != Worker::kStopping) {
-      w->state = Worker::kStopping;
       w->task = nullptr;
-      w->stream = nullptr;  // EOF: the worker exits 0
+      retire(*w);
     }
   }
   if (workers_.empty()) {

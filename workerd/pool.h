@@ -58,6 +58,7 @@ class Pool final : private kj::TaskSet::ErrorHandler {
   void dispatch();
   kj::Promise<void> awaitHello(Worker& worker);
   kj::Promise<void> run(Worker& worker, kj::Own<Job> job);
+  void retire(Worker& worker);
   void overran(Job& job);
   void exited(pid_t pid, int status);
   void failQueued(proto::Failure::Kind kind, const std::string& message);
