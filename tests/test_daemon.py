@@ -841,3 +841,11 @@ def test_a_policy_whose_import_hangs_is_killed_and_throttles_its_pool(make_daemo
     started = time.monotonic()
     rc, _, err = d.call("a", "anything")
     assert rc == 2 and "fail to start" in err and time.monotonic() - started < 1, err
+
+
+def test_sighup_does_not_stop_the_daemon(make_daemon, stage):
+    policy = write_policy(stage, "hup.py", PID_POLICY)
+    d = make_daemon(pool_toml("a", policy))
+    d.process.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "SIGHUP" in d.log()), d.log()
+    assert d.process.poll() is None and d.call("a", "pid")[0] == 0

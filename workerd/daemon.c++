@@ -56,6 +56,7 @@ kj::Promise<void> Daemon::run() {
     listeners_.add(kj::heap<Listener>(config_.readsocket, 0666, io_));
     accepting = accepting.exclusiveJoin(acceptLoop(*listeners_[2], Protocol::kReadsocket));
   }
+  accepting = accepting.exclusiveJoin(ignoreHangups());
   for (auto& pool : pools_) pool->start();
   spdlog::info("mtapy-workerd ready: {} pool(s), policy calls on {}, admin on {}{}{}",
                pools_.size(), config_.socket, config_.adminSocket,
@@ -66,6 +67,15 @@ kj::Promise<void> Daemon::run() {
   auto signalled = port.onSignal(SIGTERM).exclusiveJoin(port.onSignal(SIGINT));
   return signalled.exclusiveJoin(accepting.then([]() -> siginfo_t { KJ_UNREACHABLE; }))
       .then([this](siginfo_t info) { return stop(info.si_signo); });
+}
+
+kj::Promise<void> Daemon::ignoreHangups() {
+  // Its default action would end the daemon, and systemd counts that as a clean exit.
+  return io_.unixEventPort.onSignal(SIGHUP).then([this](siginfo_t) {
+    spdlog::warn("SIGHUP: reloading is not supported yet; restart mtapy-workerd to load new "
+                 "policy code");
+    return ignoreHangups();
+  });
 }
 
 kj::Promise<void> Daemon::acceptLoop(Listener& listener, Protocol protocol) {

@@ -37,6 +37,7 @@ class Daemon final : private kj::TaskSet::ErrorHandler {
   kj::Promise<Reply> answer(proto::Request::Reader request, uid_t caller, bool admin,
                             kj::Maybe<kj::AutoCloseFd> body);
   kj::Promise<void> stop(int signal);
+  kj::Promise<void> ignoreHangups();
   size_t limitFor(uid_t uid) const;
   kj::Timer& timer();
   void taskFailed(kj::Exception&& exception) override;

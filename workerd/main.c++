@@ -30,7 +30,8 @@ constexpr const char* kUsage =
     "                   0 when it is valid, 1 when not\n"
     "  --help           this text\n"
     "\n"
-    "Signals: TERM or INT stop after in-flight calls finish.\n";
+    "Signals: TERM or INT stop after in-flight calls finish. HUP (reload) is not supported\n"
+    "yet: it is logged and ignored; restart the daemon to load new policy code.\n";
 
 // mtapy-worker is installed beside us; /proc/self/exe resolves a /usr/sbin symlink.
 std::string workerProgram() {
@@ -89,6 +90,7 @@ int main(int argc, char** argv) {
   kj::UnixEventPort::captureChildExit();
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
+  kj::UnixEventPort::captureSignal(SIGHUP);
   try {
     auto io = kj::setupAsyncIo();
     mtapy::workerd::Daemon daemon(std::move(config), workerProgram(), io);
