@@ -61,7 +61,8 @@ Settings parseSettings(const std::string& text, const std::string& path) {
 
 const Settings& settings() {
   static const Settings loaded = [] {
-    const char* env = getenv("MTAPY_SHIM_CONF");
+    // Not from a setuid start (sendmail, exim -bs by any user): they could aim us anywhere.
+    const char* env = secure_getenv("MTAPY_SHIM_CONF");
     std::string path = env && *env ? env : "/etc/mtapy/shim.conf";
     std::ifstream file(path);
     if (!file) return Settings{};  // no file: the defaults

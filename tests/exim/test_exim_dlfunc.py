@@ -5,7 +5,9 @@ dialogue. Note: -be treats a line that starts with an upper-case letter as a mac
 so no expression below starts with one.
 """
 
+import os
 import re
+import subprocess
 
 from exim_harness import DOMAIN
 
@@ -81,3 +83,19 @@ def test_a_huge_exception_text_fails_the_expansion_without_killing_exim(exim_dlf
     # Exim dies when string_sprintf() output passes 32 KiB; the shim cuts the text.
     out = be_output(exim_dlfunc, "${dlfunc{MTAPY_SO}{python}{huge_error}}")
     assert out.startswith("Failed: mtapy: ValueError: xxxx") and len(out) < 1100, out[:200]
+
+
+def test_a_user_running_setuid_exim_cannot_aim_the_shim_at_their_own_daemon(
+        exim_dlfunc, stage, tmp_path):
+    # With keep_environment = MTAPY_SHIM_CONF, any user could start setuid Exim (sendmail,
+    # exim -bs) with a shim.conf of their own and answer its policy questions themselves.
+    rogue = stage / "run" / "rogue-shim.conf"
+    rogue.write_text(f"socket = {tmp_path}/rogue.sock\n")
+    rogue.chmod(0o644)
+    r = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/sbin/exim4",
+         "-C", str(exim_dlfunc.conf), "-be",  # Exim expands macros in -be for admins only
+         "${dlfunc{%s}{python}{tri}{true}}" % (stage / "bin" / "mtapy_exim.so")],
+        capture_output=True, env={**os.environ, "MTAPY_SHIM_CONF": str(rogue)}, timeout=30)
+    out = r.stdout.decode(errors="replace")
+    assert "mtapy: cannot reach mtapy-workerd at" in out and "rogue.sock" not in out, out
