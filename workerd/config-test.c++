@@ -16,6 +16,7 @@ Host fakeHost() {
           },
           [](const std::string& name) -> std::optional<gid_t> {
             if (name == "mail") return 8;
+            if (name == "root") return 0;
             return std::nullopt;
           },
           [](const std::string& path) { return path == "/etc/mtapy/policy.py"; }};
@@ -99,6 +100,26 @@ policy = "/etc/mtapy/missing.py"
   CHECK(errors[0].find("pools.p.clients: expected a list") != std::string::npos);
   CHECK(errors[1].find("no such user nobody-here") != std::string::npos);
   CHECK(errors[2].find("no such file /etc/mtapy/missing.py") != std::string::npos);
+}
+
+TEST_CASE("a pool may not run as an MTA's user or with group root") {
+  std::vector<std::string> errors;
+  parse(R"([pools.a]
+clients = ["Debian-exim"]
+user = "mtapy"
+policy = "/etc/mtapy/policy.py"
+[pools.b]
+clients = ["mtapy"]
+user = "Debian-exim"
+group = "root"
+policy = "/etc/mtapy/policy.py"
+)", errors);
+  REQUIRE(errors.size() == 3);
+  CHECK(errors[0] == "/etc/mtapy/workerd.toml:3: pools.a.user: mtapy is a client of pool b; "
+                     "policy code must not run as an MTA's user");
+  CHECK(errors[1].find(":7: pools.b.user: Debian-exim is a client of pool a") != std::string::npos);
+  CHECK(errors[2].find(":8: pools.b.group: policy code must not run with group root") !=
+        std::string::npos);
 }
 
 TEST_CASE("TOML syntax errors carry the line; no pools is an error") {

@@ -3,6 +3,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <grp.h>
 #include <pwd.h>
@@ -196,6 +197,24 @@ void readDaemon(const toml::table& table, const std::string& path, Config& confi
   in.reportUnknown();
 }
 
+// Policy code never runs as an MTA's user (it could then read and change the whole spool)
+// nor with group root.
+void checkSeparation(const toml::table& pools, const std::string& path,
+                     const std::vector<PoolConfig>& parsed, std::vector<std::string>& errors) {
+  for (const PoolConfig& pool : parsed) {
+    if (pool.user.empty() || pool.uid == 0) continue;  // already reported
+    const toml::table* table = pools.get(pool.name)->as_table();
+    Reader in(*table, "pools." + pool.name, path, errors);
+    for (const PoolConfig& other : parsed) {
+      if (std::count(other.clients.begin(), other.clients.end(), pool.uid)) {
+        in.error("user", pool.user + " is a client of pool " + other.name +
+                             "; policy code must not run as an MTA's user");
+      }
+    }
+    if (pool.gid == 0) in.error(table->get("group") ? "group" : "user", "policy code must not run with group root");
+  }
+}
+
 }  // namespace
 
 Host Host::system() {
@@ -240,6 +259,7 @@ Config parseConfig(std::string_view text, const std::string& path, const Host& h
       }
     }
   }
+  if (poolTable != nullptr) checkSeparation(*poolTable, path, config.pools, errors);
   for (auto&& [key, node] : root) {
     if (key != "daemon" && key != "pools") {
       top.error(node.source(), "unknown section " + std::string(key.str()) +
