@@ -524,7 +524,7 @@ def test_check_config_reports_every_error_with_its_line(stage, users, tmp_path):
 def test_the_admin_socket_is_for_root_only_and_the_policy_socket_is_not(make_daemon, stage,
                                                                         users, harness):
     policy = write_policy(stage, "admin.py", POLICY)
-    d = make_daemon(pool_toml("a", policy, clients=("root", "mtapy-t1")))
+    d = make_daemon(pool_toml("a", policy, user="mtapy-t2", clients=("root", "mtapy-t1")))
     mode = os.stat(d.admin)
     assert stat.S_ISSOCK(mode.st_mode) and stat.S_IMODE(mode.st_mode) == 0o600, oct(mode.st_mode)
     assert mode.st_uid == 0
@@ -539,7 +539,7 @@ def test_the_admin_socket_is_for_root_only_and_the_policy_socket_is_not(make_dae
     assert r.returncode == 3 and "root only" in r.stderr, r
     # The policy socket serves the same uid, because the pool lists it.
     assert exim_call(harness, shim_conf(d), "whoami", user="mtapy-t1") == (
-        OK, f"{users['mtapy-t1'].pw_uid} __exim__".encode())
+        OK, f"{users['mtapy-t2'].pw_uid} __exim__".encode())
 
 
 def test_status_reports_real_call_latency_even_on_one_cpu(make_daemon, stage, harness):
