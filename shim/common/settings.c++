@@ -2,8 +2,8 @@
 #include "settings.h"
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace mtapy::shim {
 namespace {
@@ -33,10 +33,13 @@ unsigned parseDuration(const std::string& value) {
 
 Settings parseSettings(const std::string& text, const std::string& path) {
   Settings s;
-  std::istringstream lines(text);
-  std::string line;
-  for (int number = 1; std::getline(lines, line); number++) {
+  size_t at = 0;
+  for (int number = 1; at < text.size(); number++) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(at, end - at);
     line = trim(line.substr(0, line.find('#')));
+    at = end + 1;
     if (line.empty()) continue;
     auto equals = line.find('=');
     std::string key = trim(line.substr(0, equals));
@@ -64,11 +67,14 @@ const Settings& settings() {
     // Not from a setuid start (sendmail, exim -bs by any user): they could aim us anywhere.
     const char* env = secure_getenv("MTAPY_SHIM_CONF");
     std::string path = env && *env ? env : "/etc/mtapy/shim.conf";
-    std::ifstream file(path);
-    if (!file) return Settings{};  // no file: the defaults
-    std::stringstream text;
-    text << file.rdbuf();
-    return parseSettings(text.str(), path);
+    // Plain read(): iostreams would build a std::locale in every new Exim process.
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Settings{};  // no file: the defaults
+    std::string text;
+    char buffer[4096];
+    for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) text.append(buffer, size_t(n));
+    close(fd);
+    return parseSettings(text, path);
   }();
   return loaded;
 }
