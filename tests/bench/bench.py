@@ -24,10 +24,8 @@ import datetime
 import os
 import pathlib
 import platform
-import pwd
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +34,8 @@ import textwrap
 import time
 
 TOP = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(TOP / "tests"))
+from conftest import ensure_user  # noqa: E402  (the end-to-end tests' helper)
 POOL_USER = "mtapy-t1"  # the end-to-end tests' user (tests/conftest.py); made if missing
 
 POLICY = """\
@@ -55,15 +55,6 @@ ISOLATION = re.compile(r"ISOLATION slow_rc=(-?\d+) slow_ms=(\S+) overlapped=(\d)
 
 def log(*words):
     print(*words, file=sys.stderr, flush=True)
-
-
-def ensure_user(name):
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
-                        "/usr/sbin/nologin", name], check=True)
-        return pwd.getpwnam(name)
 
 
 def make_stage(build, bench_bin):
@@ -373,7 +364,7 @@ def syscall_run(stage, a):
 
 
 def med(values):
-    values = [v for v in values if v is not None]
+    values = [v for v in values if v is not None and v == v]
     return statistics.median(values) if values else float("nan")
 
 

@@ -43,7 +43,6 @@ import platform
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +54,7 @@ sys.path[:0] = [str(TOP / "tests"), str(TOP / "tests" / "exim")]
 
 from conftest import Daemon, ensure_user, free_port, pool_toml, wait_for  # noqa: E402
 from exim_harness import EXIM, Exim, listening, main_config  # noqa: E402
+from bench import fmt as bench_fmt, med  # noqa: E402  (tests/bench/bench.py)
 
 POOL_USER = "mtapy-t1"
 CLIENTS = ("Debian-exim", "root")
@@ -659,17 +659,8 @@ def scan_configs(stage, run, mtapy, prefix, pinned, a):
 # --- report ------------------------------------------------------------------------------------
 
 
-def med(values):
-    values = [v for v in values if v is not None and v == v]
-    return statistics.median(values) if values else float("nan")
-
-
 def fmt(v, digits=2):
-    if v != v:
-        return "n/a"
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    return f"{v:.{digits}f}"
+    return bench_fmt(v, digits)
 
 
 def sfmt(v, digits=3):

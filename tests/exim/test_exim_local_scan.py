@@ -3,9 +3,9 @@ mtapy_exim.so, a real mtapy-workerd whose pool runs as a user that cannot read E
 swaks and smtplib as clients, and the delivered maildir files as the proof."""
 
 import hashlib
+import pathlib
 import re
 import smtplib
-import subprocess
 
 import pytest
 
@@ -38,7 +38,7 @@ def with_local_scan(config):
 
 
 def start_scan_daemon(stage, name, **pool_options):
-    source = (pytest.importorskip("pathlib").Path(__file__).parent / HERE_POLICY).read_text()
+    source = (pathlib.Path(__file__).parent / HERE_POLICY).read_text()
     policy = write_policy(stage, f"{name}.py", source)
     pools = pool_toml(
         "scan", policy, user="mtapy-t2", clients=("Debian-exim", "root"), **pool_options
