@@ -173,40 +173,13 @@ kj::Promise<void> Pool::awaitHello(Worker& w) {
 }
 
 kj::Promise<Reply> Pool::call(proto::Request::Reader request, kj::Maybe<kj::AutoCloseFd> body) {
-  auto job = kj::refcounted<Job>();
-  job->callerId = request.getId();
-  job->isExpand = request.isExpand();
-  job->function = job->isExpand ? std::string(request.getExpand().getFunction().asChars().begin(),
-                                              request.getExpand().getFunction().size())
-                                : "local_scan";
-  job->messageId = request.getMessageId();
-  job->request.setRoot(request);
-  job->request.getRoot<proto::Request>().setId(nextJobId_++);
-  KJ_IF_MAYBE(fd, body) job->bodyFd = fd->get();
-  job->body = kj::mv(body);
-  // The loop's cached time is good enough for deadlines, not for microsecond latencies.
-  job->started = kj::systemPreciseMonotonicClock().now();
   unsigned timeoutMs = config_.timeoutMs;
   if (request.getTimeoutMs() > 0) timeoutMs = std::min(timeoutMs, unsigned(request.getTimeoutMs()));
-  job->deadline = timer_.now() + timeoutMs * kj::MILLISECONDS;
-
+  kj::Own<Job> job = newJob(request, kj::mv(body), timeoutMs);
   auto paf = kj::newPromiseAndFulfiller<Reply>();
   job->done = kj::mv(paf.fulfiller);
-  bool live = std::any_of(workers_.begin(), workers_.end(),
-                          [](auto& w) { return w->state != Worker::kStopping; });
-  // queue_limit counts calls that must wait: those beyond the workers idle right now.
-  size_t idle = size_t(std::count_if(workers_.begin(), workers_.end(),
-                                     [](auto& w) { return w->state == Worker::kIdle; }));
-  size_t ahead = size_t(std::count_if(queue_.begin(), queue_.end(),
-                                      [](auto& q) { return q->done->isWaiting(); }));
-  if (stopping_) {
-    job->done->fulfill(failureReply(Kind::SHUTTING_DOWN, "mtapy-workerd is stopping"));
-  } else if (!live && throttled()) {
-    job->done->fulfill(failureReply(Kind::NO_WORKER, "pool " + config_.name +
-        " has no worker: its workers fail to start (see mtapy-workerd's log)"));
-  } else if (ahead + 1 > idle + config_.queueLimit) {
-    job->done->fulfill(failureReply(Kind::OVERLOADED, "pool " + config_.name + " is overloaded: " +
-        std::to_string(ahead) + " calls already wait (queue_limit)"));
+  KJ_IF_MAYBE(refused, refusal()) {
+    job->done->fulfill(kj::mv(*refused));
   } else {
     queue_.push_back(kj::addRef(*job));
     schedule();
@@ -223,6 +196,47 @@ kj::Promise<Reply> Pool::call(proto::Request::Reader request, kj::Maybe<kj::Auto
   });
   return paf.promise.exclusiveJoin(kj::mv(deadline))
       .then([this, job = kj::mv(job)](Reply reply) mutable { return finish(*job, kj::mv(reply)); });
+}
+
+kj::Own<Pool::Job> Pool::newJob(proto::Request::Reader request, kj::Maybe<kj::AutoCloseFd> body,
+                                unsigned timeoutMs) {
+  auto job = kj::refcounted<Job>();
+  job->callerId = request.getId();
+  job->isExpand = request.isExpand();
+  job->function = job->isExpand ? std::string(request.getExpand().getFunction().asChars().begin(),
+                                              request.getExpand().getFunction().size())
+                                : "local_scan";
+  job->messageId = request.getMessageId();
+  job->request.setRoot(request);  // a copy: the caller's message may go away any time now
+  job->request.getRoot<proto::Request>().setId(nextJobId_++);
+  KJ_IF_MAYBE(fd, body) job->bodyFd = fd->get();
+  job->body = kj::mv(body);
+  // The loop's cached time is good enough for deadlines, not for microsecond latencies.
+  job->started = kj::systemPreciseMonotonicClock().now();
+  job->deadline = timer_.now() + timeoutMs * kj::MILLISECONDS;
+  return job;
+}
+
+kj::Maybe<Reply> Pool::refusal() {
+  if (stopping_) return failureReply(Kind::SHUTTING_DOWN, "mtapy-workerd is stopping");
+  bool live = std::any_of(workers_.begin(), workers_.end(),
+                          [](auto& w) { return w->state != Worker::kStopping; });
+  if (!live && throttled()) {
+    return failureReply(Kind::NO_WORKER, "pool " + config_.name +
+                                             " has no worker: its workers fail to start (see "
+                                             "mtapy-workerd's log)");
+  }
+  // queue_limit counts calls that must wait: those beyond the workers idle right now.
+  size_t idle = size_t(std::count_if(workers_.begin(), workers_.end(),
+                                     [](auto& w) { return w->state == Worker::kIdle; }));
+  size_t ahead = size_t(std::count_if(queue_.begin(), queue_.end(),
+                                      [](auto& q) { return q->done->isWaiting(); }));
+  if (ahead + 1 > idle + config_.queueLimit) {
+    return failureReply(Kind::OVERLOADED, "pool " + config_.name + " is overloaded: " +
+                                              std::to_string(ahead) +
+                                              " calls already wait (queue_limit)");
+  }
+  return nullptr;
 }
 
 void Pool::schedule() {

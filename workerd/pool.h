@@ -51,6 +51,9 @@ class Pool final : private kj::TaskSet::ErrorHandler {
   struct Job;
   struct Worker;
 
+  kj::Own<Job> newJob(proto::Request::Reader request, kj::Maybe<kj::AutoCloseFd> body,
+                      unsigned timeoutMs);
+  kj::Maybe<Reply> refusal();
   void spawnOne();
   void ensureWorkers();
   void throttle(const std::string& why);
