@@ -3,12 +3,12 @@
 
 #include <kj/debug.h>
 
-#include <cerrno>
-#include <cstring>
-#include <ctime>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
 
 namespace mtapy::wire {
 namespace {
@@ -59,8 +59,10 @@ size_t receiveSome(int sock, kj::byte* into, size_t size, kj::AutoCloseFd& fd, D
         int got;
         memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
         // Keep the first descriptor; close any extra one a confused peer sent.
-        if (fd == nullptr) fd = kj::AutoCloseFd(got);
-        else ::close(got);
+        if (fd == nullptr)
+          fd = kj::AutoCloseFd(got);
+        else
+          ::close(got);
       }
     }
     return size_t(n);
@@ -82,7 +84,9 @@ void fail(const std::string& what) {
   throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(what));
 }
 
-Deadline deadlineIn(int64_t milliseconds) { return nowMs() + milliseconds; }
+Deadline deadlineIn(int64_t milliseconds) {
+  return nowMs() + milliseconds;
+}
 
 void sendMessage(int sock, capnp::MessageBuilder& message, int fd, Deadline deadline) {
   kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);

@@ -42,7 +42,8 @@ process_limit = 3
 timeout = "250ms"
 on_error = "accept"
 on_error_value = "false"
-)", errors);
+)",
+                        errors);
   REQUIRE(errors.empty());
   CHECK(config.socket == "/tmp/m.sock");
   REQUIRE(config.pools.size() == 1);
@@ -64,7 +65,8 @@ TEST_CASE("defaults are the safe ones: temporary failure on error") {
 clients = ["Debian-exim"]
 user = "mtapy"
 policy = "/etc/mtapy/policy.py"
-)", errors);
+)",
+                        errors);
   REQUIRE(errors.empty());
   CHECK(config.pools[0].onError == OnError::kTempfail);
   CHECK(config.pools[0].gid == 990);
@@ -80,10 +82,12 @@ policy = "relative.py"
 timeout = "soon"
 on_error = "ignore"
 colour = "blue"
-)", errors);
+)",
+        errors);
   REQUIRE(errors.size() == 6);
   CHECK(errors[0] == "/etc/mtapy/workerd.toml:2: pools.bad.clients: no such user nosuchuser");
-  CHECK(errors[1].find(":3: pools.bad.user: policy code must not run as root") != std::string::npos);
+  CHECK(errors[1].find(":3: pools.bad.user: policy code must not run as root") !=
+        std::string::npos);
   CHECK(errors[2].find(":4: pools.bad.policy: expected the absolute path") != std::string::npos);
   CHECK(errors[3].find(":5: pools.bad.timeout: expected a duration") != std::string::npos);
   CHECK(errors[4].find(":6: pools.bad.on_error:") != std::string::npos);
@@ -95,7 +99,8 @@ TEST_CASE("a missing policy file, user or client list is named") {
   parse(R"([pools.p]
 user = "nobody-here"
 policy = "/etc/mtapy/missing.py"
-)", errors);
+)",
+        errors);
   REQUIRE(errors.size() == 3);
   CHECK(errors[0].find("pools.p.clients: expected a list") != std::string::npos);
   CHECK(errors[1].find("no such user nobody-here") != std::string::npos);
@@ -113,10 +118,12 @@ clients = ["mtapy"]
 user = "Debian-exim"
 group = "root"
 policy = "/etc/mtapy/policy.py"
-)", errors);
+)",
+        errors);
   REQUIRE(errors.size() == 3);
-  CHECK(errors[0] == "/etc/mtapy/workerd.toml:3: pools.a.user: mtapy is a client of pool b; "
-                     "policy code must not run as an MTA's user");
+  CHECK(errors[0] ==
+        "/etc/mtapy/workerd.toml:3: pools.a.user: mtapy is a client of pool b; "
+        "policy code must not run as an MTA's user");
   CHECK(errors[1].find(":7: pools.b.user: Debian-exim is a client of pool a") != std::string::npos);
   CHECK(errors[2].find(":8: pools.b.group: policy code must not run with group root") !=
         std::string::npos);

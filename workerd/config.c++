@@ -3,13 +3,13 @@
 
 #include <toml++/toml.h>
 
-#include <algorithm>
-#include <fstream>
 #include <grp.h>
 #include <pwd.h>
+#include <unistd.h>
+#include <algorithm>
+#include <fstream>
 #include <set>
 #include <sstream>
-#include <unistd.h>
 
 namespace mtapy::workerd {
 namespace {
@@ -38,8 +38,10 @@ class Reader {
 
   void text(const std::string& key, std::string& into) {
     if (const toml::node* node = take(key)) {
-      if (auto v = node->value<std::string>()) into = *v;
-      else error(key, "expected a string in quotes");
+      if (auto v = node->value<std::string>())
+        into = *v;
+      else
+        error(key, "expected a string in quotes");
     }
   }
 
@@ -47,8 +49,8 @@ class Reader {
     if (const toml::node* node = take(key)) {
       auto v = node->value<int64_t>();
       if (!v || *v < min || *v > max) {
-        error(key, "expected a whole number from " + std::to_string(min) + " to " +
-                       std::to_string(max));
+        error(key,
+              "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max));
       } else {
         into = unsigned(*v);
       }
@@ -70,9 +72,12 @@ class Reader {
       } catch (...) {
       }
       std::string unit = s->substr(end);
-      if (n >= 0 && unit == "ms") ms = n;
-      else if (n >= 0 && (unit == "s" || unit.empty())) ms = n * 1000;
-      else if (n >= 0 && unit == "m") ms = n * 60000;
+      if (n >= 0 && unit == "ms")
+        ms = n;
+      else if (n >= 0 && (unit == "s" || unit.empty()))
+        ms = n * 1000;
+      else if (n >= 0 && unit == "m")
+        ms = n * 60000;
     }
     if (ms <= 0 || ms > 24 * 3600 * 1000) {
       error(key, "expected a duration such as \"5s\", \"250ms\" or \"2m\"");
@@ -101,16 +106,19 @@ void readClients(Reader& in, const Host& host, PoolConfig& pool) {
   const toml::node* node = in.take("clients");
   const toml::array* list = node ? node->as_array() : nullptr;
   if (!list || list->empty()) {
-    in.error("clients", "expected a list of the users allowed to call this pool, "
-                        "e.g. clients = [\"Debian-exim\"]");
+    in.error("clients",
+             "expected a list of the users allowed to call this pool, "
+             "e.g. clients = [\"Debian-exim\"]");
     return;
   }
   for (const toml::node& item : *list) {
     if (auto id = item.value<int64_t>()) {
       pool.clients.push_back(uid_t(*id));
     } else if (auto name = item.value<std::string>()) {
-      if (auto found = host.user(*name)) pool.clients.push_back(found->first);
-      else in.error(item.source(), "pools." + pool.name + ".clients: no such user " + *name);
+      if (auto found = host.user(*name))
+        pool.clients.push_back(found->first);
+      else
+        in.error(item.source(), "pools." + pool.name + ".clients: no such user " + *name);
     } else {
       in.error(item.source(), "pools." + pool.name + ".clients: expected a user name or uid");
     }
@@ -127,25 +135,30 @@ void readIdentity(Reader& in, const Host& host, PoolConfig& pool) {
   }
   auto user = host.user(pool.user);
   if (!user) {
-    in.error("user", "no such user " + pool.user + " (create it, e.g. adduser --system " +
-                         pool.user + ")");
+    in.error("user",
+             "no such user " + pool.user + " (create it, e.g. adduser --system " + pool.user + ")");
     return;
   }
   if (user->first == 0) in.error("user", "policy code must not run as root; name another user");
   pool.uid = user->first;
   pool.gid = user->second;
   if (!group.empty()) {
-    if (auto gid = host.group(group)) pool.gid = *gid;
-    else in.error("group", "no such group " + group);
+    if (auto gid = host.group(group))
+      pool.gid = *gid;
+    else
+      in.error("group", "no such group " + group);
   }
 }
 
 void readOnError(Reader& in, PoolConfig& pool) {
   std::string onError = "tempfail";
   in.text("on_error", onError);
-  if (onError == "tempfail") pool.onError = OnError::kTempfail;
-  else if (onError == "accept") pool.onError = OnError::kAccept;
-  else in.error("on_error", "expected \"tempfail\" (the default) or \"accept\" (fail open)");
+  if (onError == "tempfail")
+    pool.onError = OnError::kTempfail;
+  else if (onError == "accept")
+    pool.onError = OnError::kAccept;
+  else
+    in.error("on_error", "expected \"tempfail\" (the default) or \"accept\" (fail open)");
   in.text("on_error_value", pool.onErrorValue);
 }
 
@@ -211,7 +224,8 @@ void checkSeparation(const toml::table& pools, const std::string& path,
                              "; policy code must not run as an MTA's user");
       }
     }
-    if (pool.gid == 0) in.error(table->get("group") ? "group" : "user", "policy code must not run with group root");
+    if (pool.gid == 0)
+      in.error(table->get("group") ? "group" : "user", "policy code must not run with group root");
   }
 }
 
@@ -243,8 +257,10 @@ Config parseConfig(std::string_view text, const std::string& path, const Host& h
   }
   Reader top(root, "", path, errors);
   if (const toml::node* daemon = top.take("daemon")) {
-    if (auto* table = daemon->as_table()) readDaemon(*table, path, config, errors);
-    else top.error(daemon->source(), "[daemon] must be a table");
+    if (auto* table = daemon->as_table())
+      readDaemon(*table, path, config, errors);
+    else
+      top.error(daemon->source(), "[daemon] must be a table");
   }
   const toml::node* pools = top.take("pools");
   const toml::table* poolTable = pools ? pools->as_table() : nullptr;
@@ -269,8 +285,7 @@ Config parseConfig(std::string_view text, const std::string& path, const Host& h
   return config;
 }
 
-Config loadConfig(const std::string& path, const Host& host,
-                  std::vector<std::string>& errors) {
+Config loadConfig(const std::string& path, const Host& host, std::vector<std::string>& errors) {
   std::ifstream file(path);
   if (!file) {
     errors.push_back(path + ": cannot read the configuration file");

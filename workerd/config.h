@@ -20,22 +20,22 @@ enum class OnError { kTempfail, kAccept };
 
 struct PoolConfig {
   std::string name;
-  std::vector<uid_t> clients;     // uids allowed to call this pool (SO_PEERCRED)
-  std::string user;               // workers run as this user...
+  std::vector<uid_t> clients;  // uids allowed to call this pool (SO_PEERCRED)
+  std::string user;            // workers run as this user...
   uid_t uid = 0;
-  gid_t gid = 0;                  // ...and group
-  std::string policy;             // the policy file
+  gid_t gid = 0;       // ...and group
+  std::string policy;  // the policy file
   std::string moduleName = "__exim__";
-  unsigned processLimit = 2;      // workers (Postfix master.cf maxproc)
-  unsigned timeoutMs = 10000;     // per call (gunicorn timeout)
+  unsigned processLimit = 2;   // workers (Postfix master.cf maxproc)
+  unsigned timeoutMs = 10000;  // per call (gunicorn timeout)
   OnError onError = OnError::kTempfail;
-  std::string onErrorValue;       // expansion value when onError == kAccept
-  unsigned maxUse = 10000;        // recycle a worker after this many calls (Postfix max_use)
-  unsigned maxUseJitter = 0;      // plus up to this many (gunicorn max_requests_jitter)
+  std::string onErrorValue;         // expansion value when onError == kAccept
+  unsigned maxUse = 10000;          // recycle a worker after this many calls (Postfix max_use)
+  unsigned maxUseJitter = 0;        // plus up to this many (gunicorn max_requests_jitter)
   unsigned throttleTimeMs = 60000;  // wait after a worker fails to start (Postfix throttle_time)
   unsigned startTimeoutMs = 60000;  // a worker must have imported the policy by then
-  unsigned queueLimit = 100;      // calls that may wait for a free worker
-  uint64_t memoryLimitBytes = 0;  // RLIMIT_AS per worker; 0 = none
+  unsigned queueLimit = 100;        // calls that may wait for a free worker
+  uint64_t memoryLimitBytes = 0;    // RLIMIT_AS per worker; 0 = none
 };
 
 struct Config {
@@ -62,7 +62,6 @@ Config parseConfig(std::string_view text, const std::string& path, const Host& h
                    std::vector<std::string>& errors);
 
 // Read and parse the file at `path`.
-Config loadConfig(const std::string& path, const Host& host,
-                  std::vector<std::string>& errors);
+Config loadConfig(const std::string& path, const Host& host, std::vector<std::string>& errors);
 
 }  // namespace mtapy::workerd

@@ -9,11 +9,11 @@
 #include <kj/debug.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/un.h>
+#include <unistd.h>
 #include <algorithm>
 #include <csignal>
 #include <cstring>
-#include <sys/un.h>
-#include <unistd.h>
 
 namespace mtapy::workerd {
 namespace {
@@ -72,8 +72,9 @@ kj::Promise<void> Daemon::run() {
 kj::Promise<void> Daemon::ignoreHangups() {
   // Its default action would end the daemon, and systemd counts that as a clean exit.
   return io_.unixEventPort.onSignal(SIGHUP).then([this](siginfo_t) {
-    spdlog::warn("SIGHUP: reloading is not supported yet; restart mtapy-workerd to load new "
-                 "policy code");
+    spdlog::warn(
+        "SIGHUP: reloading is not supported yet; restart mtapy-workerd to load new "
+        "policy code");
     return ignoreHangups();
   });
 }
@@ -82,8 +83,8 @@ kj::Promise<void> Daemon::acceptLoop(Listener& listener, Protocol protocol) {
   return listener.accept().then([this, &listener, protocol](Accepted accepted) {
     uid_t uid = accepted.peer.uid;
     unsigned& open = connectionsByUid_[uid];
-    unsigned cap = isClient(config_.pools, uid) || uid == 0 ? kClientConnections
-                                                            : kStrangerConnections;
+    unsigned cap =
+        isClient(config_.pools, uid) || uid == 0 ? kClientConnections : kStrangerConnections;
     if (open >= cap) {
       if (crowdedUids_.insert(uid).second) {
         spdlog::warn("uid {} holds {} connections; refusing more until some close", uid, open);
@@ -100,9 +101,11 @@ kj::Promise<void> Daemon::acceptLoop(Listener& listener, Protocol protocol) {
       crowdedUids_.erase(uid);
     });
     connections_.add(served.attach(kj::mv(accepted.stream), kj::mv(closed))
-                         .then([]() {}, [uid](kj::Exception&& e) {
-      spdlog::warn("closed a connection from uid {}: {}", uid, e.getDescription().cStr());
-    }));
+                         .then([]() {},
+                               [uid](kj::Exception&& e) {
+                                 spdlog::warn("closed a connection from uid {}: {}", uid,
+                                              e.getDescription().cStr());
+                               }));
     return acceptLoop(listener, protocol);
   });
 }
@@ -112,24 +115,26 @@ size_t Daemon::limitFor(uid_t uid) const {
   return isClient(config_.pools, uid) || uid == 0 ? wire::kMaxMessageWords * 8 : 64 * 1024;
 }
 
-kj::Timer& Daemon::timer() { return io_.provider->getTimer(); }
+kj::Timer& Daemon::timer() {
+  return io_.provider->getTimer();
+}
 
 kj::Promise<void> Daemon::serveClient(kj::AsyncCapabilityStream& stream, ucred peer) {
-  return readFramed(stream, timer(), limitFor(peer.uid)).then([this, &stream, peer](
-                                     kj::Maybe<wire::Received> got) -> kj::Promise<void> {
-    KJ_IF_MAYBE(message, got) {
-      kj::Maybe<kj::AutoCloseFd> body;
-      if (message->fd != nullptr) body = kj::mv(message->fd);
-      auto reader = message->reader();
-      return answer(reader.getRoot<proto::Request>(), peer.uid, false, kj::mv(body))
-          .then([&stream](Reply reply) {
-            auto written = capnp::writeMessage(stream, *reply);
-            return written.attach(kj::mv(reply));
-          })
-          .then([this, &stream, peer]() { return serveClient(stream, peer); });
-    }
-    return kj::READY_NOW;  // the shim closed its connection
-  });
+  return readFramed(stream, timer(), limitFor(peer.uid))
+      .then([this, &stream, peer](kj::Maybe<wire::Received> got) -> kj::Promise<void> {
+        KJ_IF_MAYBE (message, got) {
+          kj::Maybe<kj::AutoCloseFd> body;
+          if (message->fd != nullptr) body = kj::mv(message->fd);
+          auto reader = message->reader();
+          return answer(reader.getRoot<proto::Request>(), peer.uid, false, kj::mv(body))
+              .then([&stream](Reply reply) {
+                auto written = capnp::writeMessage(stream, *reply);
+                return written.attach(kj::mv(reply));
+              })
+              .then([this, &stream, peer]() { return serveClient(stream, peer); });
+        }
+        return kj::READY_NOW;  // the shim closed its connection
+      });
 }
 
 kj::Promise<Reply> Daemon::answer(proto::Request::Reader request, uid_t caller, bool admin,
@@ -157,44 +162,50 @@ kj::Promise<Reply> Daemon::answer(proto::Request::Reader request, uid_t caller, 
 }
 
 kj::Promise<void> Daemon::serveAdmin(kj::AsyncCapabilityStream& stream, ucred peer) {
-  return readFramed(stream, timer(), limitFor(peer.uid)).then([this, &stream, peer](
-                                     kj::Maybe<wire::Received> got) mutable -> kj::Promise<void> {
-    wire::Received* message;
-    KJ_IF_MAYBE(m, got) message = m;
-    else return kj::READY_NOW;
-    auto reader = message->reader();
-    auto request = reader.getRoot<proto::AdminRequest>();
-    auto out = kj::heap<capnp::MallocMessageBuilder>();
-    auto response = out->initRoot<proto::AdminResponse>();
-    kj::Promise<void> ready = kj::READY_NOW;
-    if (peer.uid != 0) {
-      response.setError("the admin socket is for root only");
-    } else if (request.isStatus()) {
-      auto status = response.initStatus();
-      status.setPid(getpid());
-      status.setUptimeSeconds(uint64_t((io_.provider->getTimer().now() - started_) / kj::SECONDS));
-      auto pools = status.initPools(unsigned(pools_.size()));
-      for (unsigned i = 0; i < pools_.size(); i++) pools_[i]->status(pools[i]);
-    } else if (request.isCall() && !request.getCall().hasPool()) {
-      response.setError("name the pool to call");
-    } else if (request.isCall()) {
-      kj::Maybe<kj::AutoCloseFd> body;
-      if (message->fd != nullptr) body = kj::mv(message->fd);
-      ready = answer(request.getCall(), 0, true, kj::mv(body)).then([response](Reply reply) mutable {
-        response.setCall(reply->getRoot<proto::Response>().asReader());
+  return readFramed(stream, timer(), limitFor(peer.uid))
+      .then([this, &stream, peer](kj::Maybe<wire::Received> got) mutable -> kj::Promise<void> {
+        wire::Received* message;
+        KJ_IF_MAYBE (m, got)
+          message = m;
+        else
+          return kj::READY_NOW;
+        auto reader = message->reader();
+        auto request = reader.getRoot<proto::AdminRequest>();
+        auto out = kj::heap<capnp::MallocMessageBuilder>();
+        auto response = out->initRoot<proto::AdminResponse>();
+        kj::Promise<void> ready = kj::READY_NOW;
+        if (peer.uid != 0) {
+          response.setError("the admin socket is for root only");
+        } else if (request.isStatus()) {
+          auto status = response.initStatus();
+          status.setPid(getpid());
+          status.setUptimeSeconds(
+              uint64_t((io_.provider->getTimer().now() - started_) / kj::SECONDS));
+          auto pools = status.initPools(unsigned(pools_.size()));
+          for (unsigned i = 0; i < pools_.size(); i++) pools_[i]->status(pools[i]);
+        } else if (request.isCall() && !request.getCall().hasPool()) {
+          response.setError("name the pool to call");
+        } else if (request.isCall()) {
+          kj::Maybe<kj::AutoCloseFd> body;
+          if (message->fd != nullptr) body = kj::mv(message->fd);
+          ready = answer(request.getCall(), 0, true, kj::mv(body))
+                      .then([response](Reply reply) mutable {
+                        response.setCall(reply->getRoot<proto::Response>().asReader());
+                      });
+        } else {
+          response.setError("unknown admin request (is mtapyctl newer than mtapy-workerd?)");
+        }
+        bool keepGoing = peer.uid == 0;
+        return ready
+            .then([&stream, out = kj::mv(out)]() mutable {
+              auto written = capnp::writeMessage(stream, *out);
+              return written.attach(kj::mv(out));
+            })
+            .then([this, &stream, peer, keepGoing]() -> kj::Promise<void> {
+              if (!keepGoing) return kj::READY_NOW;
+              return serveAdmin(stream, peer);
+            });
       });
-    } else {
-      response.setError("unknown admin request (is mtapyctl newer than mtapy-workerd?)");
-    }
-    bool keepGoing = peer.uid == 0;
-    return ready.then([&stream, out = kj::mv(out)]() mutable {
-      auto written = capnp::writeMessage(stream, *out);
-      return written.attach(kj::mv(out));
-    }).then([this, &stream, peer, keepGoing]() -> kj::Promise<void> {
-      if (!keepGoing) return kj::READY_NOW;
-      return serveAdmin(stream, peer);
-    });
-  });
 }
 
 kj::Promise<void> Daemon::serveReadsocket(kj::AsyncCapabilityStream& stream, ucred peer) {

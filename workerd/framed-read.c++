@@ -54,12 +54,13 @@ kj::Promise<kj::Maybe<wire::Received>> readFramed(kj::AsyncCapabilityStream& str
   auto r = kj::heap<Reading>();
   r->limit = limit;
   auto first = stream.tryReadWithFds(r->first.begin(), 1, r->first.size(), &r->fd, 1);
-  return first.then([&stream, &timer, r = kj::mv(r)](kj::AsyncCapabilityStream::ReadResult got)
-                        mutable -> kj::Promise<kj::Maybe<wire::Received>> {
+  return first.then([&stream, &timer,
+                     r = kj::mv(r)](kj::AsyncCapabilityStream::ReadResult got) mutable
+                    -> kj::Promise<kj::Maybe<wire::Received>> {
     if (got.byteCount == 0) return kj::Maybe<wire::Received>(nullptr);  // clean end
     r->have = got.byteCount;
-    return readRest(stream, kj::mv(r)).exclusiveJoin(
-        timer.afterDelay(kMessageCompletion).then([]() -> kj::Maybe<wire::Received> {
+    return readRest(stream, kj::mv(r))
+        .exclusiveJoin(timer.afterDelay(kMessageCompletion).then([]() -> kj::Maybe<wire::Received> {
           KJ_FAIL_REQUIRE("message not completed within 30 s");
         }));
   });

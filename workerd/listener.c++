@@ -4,11 +4,11 @@
 #include <kj/debug.h>
 #include <spdlog/spdlog.h>
 
-#include <cerrno>
-#include <cstring>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstring>
 
 namespace mtapy::workerd {
 namespace {
@@ -60,7 +60,9 @@ Listener::Listener(const std::string& path, mode_t mode, kj::AsyncIoContext& io)
       io_(io),
       observer_(io.unixEventPort, fd_, kj::UnixEventPort::FdObserver::OBSERVE_READ) {}
 
-Listener::~Listener() { unlink(path_.c_str()); }
+Listener::~Listener() {
+  unlink(path_.c_str());
+}
 
 kj::Promise<Accepted> Listener::accept() {
   int fd = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -85,7 +87,8 @@ kj::Promise<Accepted> Listener::accept() {
   KJ_SYSCALL(getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length));
   using Provider = kj::LowLevelAsyncIoProvider;
   auto stream = io_.lowLevelProvider->wrapUnixSocketFd(
-      kj::mv(owned), Provider::TAKE_OWNERSHIP | Provider::ALREADY_CLOEXEC | Provider::ALREADY_NONBLOCK);
+      kj::mv(owned),
+      Provider::TAKE_OWNERSHIP | Provider::ALREADY_CLOEXEC | Provider::ALREADY_NONBLOCK);
   return Accepted{kj::mv(stream), peer};
 }
 

@@ -9,8 +9,8 @@
 #include <kj/async-io.h>
 #include <kj/async-unix.h>
 
-#include <string>
 #include <sys/socket.h>
+#include <string>
 
 namespace mtapy::workerd {
 

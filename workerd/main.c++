@@ -11,11 +11,11 @@
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <syslog.h>
+#include <unistd.h>
 #include <csignal>
 #include <cstring>
 #include <iostream>
-#include <syslog.h>
-#include <unistd.h>
 
 namespace {
 
@@ -62,10 +62,17 @@ int main(int argc, char** argv) {
   bool checkOnly = false;
   for (int i = 1; i < argc; i++) {
     std::string arg = argv[i];
-    if (arg == "--config" && i + 1 < argc) path = argv[++i];
-    else if (arg == "--check-config") checkOnly = true;
-    else if (arg == "--help" || arg == "-h") { std::cout << kUsage; return 0; }
-    else { std::cerr << "mtapy-workerd: unknown argument " << arg << "\n" << kUsage; return 2; }
+    if (arg == "--config" && i + 1 < argc)
+      path = argv[++i];
+    else if (arg == "--check-config")
+      checkOnly = true;
+    else if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      return 0;
+    } else {
+      std::cerr << "mtapy-workerd: unknown argument " << arg << "\n" << kUsage;
+      return 2;
+    }
   }
 
   std::vector<std::string> errors;

@@ -10,10 +10,10 @@
 #include <kj/time.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/wait.h>
 #include <algorithm>
 #include <csignal>
 #include <random>
-#include <sys/wait.h>
 
 namespace mtapy::workerd {
 
@@ -22,13 +22,13 @@ using Kind = proto::Failure::Kind;
 namespace {
 
 constexpr auto kKillGrace = 200 * kj::MILLISECONDS;  // time for the stack dump before SIGKILL
-constexpr auto kRetireGrace = 10 * kj::SECONDS;     // for a worker told to exit, before SIGKILL
+constexpr auto kRetireGrace = 10 * kj::SECONDS;      // for a worker told to exit, before SIGKILL
 constexpr size_t kMaxFunctionNames = 1000;           // bounded stats even for junk names
 
 // A worker's next message; its end of stream is a DISCONNECTED error (it died).
 kj::Promise<wire::Received> readFromWorker(kj::AsyncCapabilityStream& stream, kj::Timer& timer) {
   return readFramed(stream, timer).then([](kj::Maybe<wire::Received> got) -> wire::Received {
-    KJ_IF_MAYBE(message, got) return kj::mv(*message);
+    KJ_IF_MAYBE (message, got) return kj::mv(*message);
     kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "the worker closed its socket"));
   });
 }
@@ -37,11 +37,16 @@ std::string describeExit(int status) {
   if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
   int code = WEXITSTATUS(status);
   switch (code) {
-    case 70: return "could not drop privileges (exit 70)";
-    case 71: return "could not load the policy (exit 71)";
-    case 72: return "lost its socket to the daemon (exit 72)";
-    case 127: return "could not be executed (exit 127)";
-    default: return "exited with status " + std::to_string(code);
+    case 70:
+      return "could not drop privileges (exit 70)";
+    case 71:
+      return "could not load the policy (exit 71)";
+    case 72:
+      return "lost its socket to the daemon (exit 72)";
+    case 127:
+      return "could not be executed (exit 127)";
+    default:
+      return "exited with status " + std::to_string(code);
   }
 }
 
@@ -93,13 +98,18 @@ Pool::~Pool() noexcept {
   for (auto& w : workers_) kill(w->pid, SIGKILL);
 }
 
-void Pool::start() { ensureWorkers(); }
+void Pool::start() {
+  ensureWorkers();
+}
 
-bool Pool::throttled() const { return timer_.now() < throttledUntil_; }
+bool Pool::throttled() const {
+  return timer_.now() < throttledUntil_;
+}
 
 void Pool::ensureWorkers() {
   // A stopping pool still needs workers for calls it has already queued.
-  bool queued = std::any_of(queue_.begin(), queue_.end(), [](auto& j) { return j->done->isWaiting(); });
+  bool queued =
+      std::any_of(queue_.begin(), queue_.end(), [](auto& j) { return j->done->isWaiting(); });
   if ((stopping_ && !queued) || throttled()) return;
   while (workers_.size() < config_.processLimit) {
     try {
@@ -113,8 +123,10 @@ void Pool::ensureWorkers() {
 
 void Pool::throttle(const std::string& why) {
   throttledUntil_ = timer_.now() + config_.throttleTimeMs * kj::MILLISECONDS;
-  spdlog::error("pool {}: {}; the pool is throttled for {} ms (throttle_time) and answers "
-                "on_error meanwhile", config_.name, why, config_.throttleTimeMs);
+  spdlog::error(
+      "pool {}: {}; the pool is throttled for {} ms (throttle_time) and answers "
+      "on_error meanwhile",
+      config_.name, why, config_.throttleTimeMs);
   bool live = std::any_of(workers_.begin(), workers_.end(), [](auto& w) { return w->ready; });
   if (!live) failQueued(Kind::NO_WORKER, "pool " + config_.name + "'s workers fail to start");
   tasks_.add(timer_.atTime(throttledUntil_).then([this]() { ensureWorkers(); }));
@@ -128,48 +140,54 @@ void Pool::spawnOne() {
   w.reap = spawned.pid;
   w.stream = io_.lowLevelProvider->wrapUnixSocketFd(kj::mv(spawned.socket));
   static std::mt19937 random{std::random_device{}()};
-  w.retireAfter = config_.maxUse + (config_.maxUseJitter ? random() % (config_.maxUseJitter + 1) : 0);
+  w.retireAfter =
+      config_.maxUse + (config_.maxUseJitter ? random() % (config_.maxUseJitter + 1) : 0);
   w.task = awaitHello(w).eagerlyEvaluate(nullptr);
   pid_t started = w.pid;
   tasks_.add(timer_.afterDelay(config_.startTimeoutMs * kj::MILLISECONDS).then([this, started]() {
     Worker* late = find(started);
     if (late == nullptr || late->ready || late->state == Worker::kStopping) return;
-    spdlog::error("pool {}: worker pid {} did not load its policy within {} ms (start_timeout); "
-                  "killing it", config_.name, started, config_.startTimeoutMs);
+    spdlog::error(
+        "pool {}: worker pid {} did not load its policy within {} ms (start_timeout); "
+        "killing it",
+        config_.name, started, config_.startTimeoutMs);
     late->state = Worker::kStopping;
     kill(started, SIGKILL);
   }));
   pid_t pid = w.pid;
-  tasks_.add(io_.unixEventPort.onChildExit(w.reap).then([this, pid](int status) {
-    exited(pid, status);
-  }));
+  tasks_.add(
+      io_.unixEventPort.onChildExit(w.reap).then([this, pid](int status) { exited(pid, status); }));
   workers_.push_back(kj::mv(worker));
 }
 
 kj::Promise<void> Pool::awaitHello(Worker& w) {
   return readFromWorker(*w.stream, timer_)
-      .then([this, &w](wire::Received message) {
-        auto reader = message.reader();
-        auto hello = reader.getRoot<proto::Hello>();
-        if (hello.isBootError()) {
-          auto failure = hello.getBootError();
-          spdlog::error("{}{}", failure.getMessage().cStr(),
-                        failure.getTraceback().size() ? "\n" + std::string(failure.getTraceback().cStr()) : "");
-          w.state = Worker::kStopping;  // it exits on its own
-          return;
-        }
-        w.state = Worker::kIdle;
-        w.ready = true;
-        schedule();
-      }, [this, &w](kj::Exception&& e) {
-        // It died before saying hello (exited() tells why), or said something unreadable.
-        if (e.getType() != kj::Exception::Type::DISCONNECTED) {
-          spdlog::error("pool {}: worker pid {} sent an unreadable hello: {}", config_.name, w.pid,
-                        e.getDescription().cStr());
-        }
-        w.state = Worker::kStopping;
-        kill(w.pid, SIGKILL);
-      });
+      .then(
+          [this, &w](wire::Received message) {
+            auto reader = message.reader();
+            auto hello = reader.getRoot<proto::Hello>();
+            if (hello.isBootError()) {
+              auto failure = hello.getBootError();
+              spdlog::error("{}{}", failure.getMessage().cStr(),
+                            failure.getTraceback().size()
+                                ? "\n" + std::string(failure.getTraceback().cStr())
+                                : "");
+              w.state = Worker::kStopping;  // it exits on its own
+              return;
+            }
+            w.state = Worker::kIdle;
+            w.ready = true;
+            schedule();
+          },
+          [this, &w](kj::Exception&& e) {
+            // It died before saying hello (exited() tells why), or said something unreadable.
+            if (e.getType() != kj::Exception::Type::DISCONNECTED) {
+              spdlog::error("pool {}: worker pid {} sent an unreadable hello: {}", config_.name,
+                            w.pid, e.getDescription().cStr());
+            }
+            w.state = Worker::kStopping;
+            kill(w.pid, SIGKILL);
+          });
 }
 
 kj::Promise<Reply> Pool::call(proto::Request::Reader request, kj::Maybe<kj::AutoCloseFd> body) {
@@ -178,7 +196,7 @@ kj::Promise<Reply> Pool::call(proto::Request::Reader request, kj::Maybe<kj::Auto
   kj::Own<Job> job = newJob(request, kj::mv(body), timeoutMs);
   auto paf = kj::newPromiseAndFulfiller<Reply>();
   job->done = kj::mv(paf.fulfiller);
-  KJ_IF_MAYBE(refused, refusal()) {
+  KJ_IF_MAYBE (refused, refusal()) {
     job->done->fulfill(kj::mv(*refused));
   } else {
     queue_.push_back(kj::addRef(*job));
@@ -209,7 +227,7 @@ kj::Own<Pool::Job> Pool::newJob(proto::Request::Reader request, kj::Maybe<kj::Au
   job->messageId = request.getMessageId();
   job->request.setRoot(request);  // a copy: the caller's message may go away any time now
   job->request.getRoot<proto::Request>().setId(nextJobId_++);
-  KJ_IF_MAYBE(fd, body) job->bodyFd = fd->get();
+  KJ_IF_MAYBE (fd, body) job->bodyFd = fd->get();
   job->body = kj::mv(body);
   // The loop's cached time is good enough for deadlines, not for microsecond latencies.
   job->started = kj::systemPreciseMonotonicClock().now();
@@ -229,11 +247,11 @@ kj::Maybe<Reply> Pool::refusal() {
   // queue_limit counts calls that must wait: those beyond the workers idle right now.
   size_t idle = size_t(std::count_if(workers_.begin(), workers_.end(),
                                      [](auto& w) { return w->state == Worker::kIdle; }));
-  size_t ahead = size_t(std::count_if(queue_.begin(), queue_.end(),
-                                      [](auto& q) { return q->done->isWaiting(); }));
+  size_t ahead = size_t(
+      std::count_if(queue_.begin(), queue_.end(), [](auto& q) { return q->done->isWaiting(); }));
   if (ahead + 1 > idle + config_.queueLimit) {
-    return failureReply(Kind::OVERLOADED, "pool " + config_.name + " is overloaded: " +
-                                              std::to_string(ahead) +
+    return failureReply(Kind::OVERLOADED, "pool " + config_.name +
+                                              " is overloaded: " + std::to_string(ahead) +
                                               " calls already wait (queue_limit)");
   }
   return nullptr;
@@ -270,29 +288,32 @@ kj::Promise<void> Pool::run(Worker& w, kj::Own<Job> job) {
   auto sent = capnp::writeMessage(*w.stream, fds, job->request);
   kj::Own<Job> forError = kj::addRef(*job);
   return sent.then([this, &w]() { return readFromWorker(*w.stream, timer_); })
-      .then([this, &w, job = kj::mv(job)](wire::Received message) mutable {
-        auto reply = kj::heap<capnp::MallocMessageBuilder>();
-        auto reader = message.reader();
-        reply->setRoot(reader.getRoot<proto::Response>());
-        job->worker = nullptr;
-        w.current = nullptr;
-        job->done->fulfill(kj::mv(reply));
-        w.state = Worker::kIdle;
-        if (w.calls >= w.retireAfter) retire(w);
-        schedule();
-      }, [this, &w, job = kj::mv(forError)](kj::Exception&& e) mutable {
-        // EOF (it died), or an answer we cannot read (too large, garbage): either way this
-        // worker is done for; exited() reaps and replaces it.
-        job->worker = nullptr;
-        w.current = nullptr;
-        w.state = Worker::kStopping;
-        kill(w.pid, SIGKILL);
-        std::string why = e.getType() == kj::Exception::Type::DISCONNECTED
-                              ? "died during the call"
-                              : std::string("gave an unreadable answer: ") + e.getDescription().cStr();
-        job->done->fulfill(failureReply(Kind::WORKER_CRASHED,
-                                        "worker pid " + std::to_string(w.pid) + " " + why));
-      });
+      .then(
+          [this, &w, job = kj::mv(job)](wire::Received message) mutable {
+            auto reply = kj::heap<capnp::MallocMessageBuilder>();
+            auto reader = message.reader();
+            reply->setRoot(reader.getRoot<proto::Response>());
+            job->worker = nullptr;
+            w.current = nullptr;
+            job->done->fulfill(kj::mv(reply));
+            w.state = Worker::kIdle;
+            if (w.calls >= w.retireAfter) retire(w);
+            schedule();
+          },
+          [this, &w, job = kj::mv(forError)](kj::Exception&& e) mutable {
+            // EOF (it died), or an answer we cannot read (too large, garbage): either way this
+            // worker is done for; exited() reaps and replaces it.
+            job->worker = nullptr;
+            w.current = nullptr;
+            w.state = Worker::kStopping;
+            kill(w.pid, SIGKILL);
+            std::string why =
+                e.getType() == kj::Exception::Type::DISCONNECTED
+                    ? "died during the call"
+                    : std::string("gave an unreadable answer: ") + e.getDescription().cStr();
+            job->done->fulfill(failureReply(Kind::WORKER_CRASHED,
+                                            "worker pid " + std::to_string(w.pid) + " " + why));
+          });
 }
 
 void Pool::retire(Worker& w) {
@@ -310,8 +331,10 @@ void Pool::overran(Job& job) {
   Worker& w = *job.worker;
   job.worker = nullptr;
   w.current = nullptr;
-  spdlog::warn("pool {}: {} overran its deadline in worker pid {}; its Python stack follows, "
-               "then it is killed", config_.name, job.function, w.pid);
+  spdlog::warn(
+      "pool {}: {} overran its deadline in worker pid {}; its Python stack follows, "
+      "then it is killed",
+      config_.name, job.function, w.pid);
   kill(w.pid, SIGUSR2);  // faulthandler prints the stack to our stderr
   w.state = Worker::kStopping;
   w.task = nullptr;
@@ -329,17 +352,20 @@ Pool::Worker* Pool::find(pid_t pid) {
 }
 
 void Pool::exited(pid_t pid, int status) {
-  auto it = std::find_if(workers_.begin(), workers_.end(), [pid](auto& w) { return w->pid == pid; });
+  auto it =
+      std::find_if(workers_.begin(), workers_.end(), [pid](auto& w) { return w->pid == pid; });
   if (it == workers_.end()) return;
   bool ready = (*it)->ready;
   if (Job* job = (*it)->current) {  // it died before we saw the end of its socket
     job->worker = nullptr;
     if (job->done->isWaiting()) {
-      job->done->fulfill(failureReply(Kind::WORKER_CRASHED, "worker pid " + std::to_string(pid) +
-          " " + describeExit(status) + " during the call"));
+      job->done->fulfill(failureReply(
+          Kind::WORKER_CRASHED,
+          "worker pid " + std::to_string(pid) + " " + describeExit(status) + " during the call"));
     }
   }
-  bool expected = (*it)->state == Worker::kStopping && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  bool expected =
+      (*it)->state == Worker::kStopping && WIFEXITED(status) && WEXITSTATUS(status) == 0;
   workers_.erase(it);
   if (!expected && !stopping_) {
     spdlog::warn("pool {}: worker pid {} {}", config_.name, pid, describeExit(status));
@@ -360,10 +386,12 @@ Reply Pool::finish(Job& job, Reply reply) {
   auto response = reply->getRoot<proto::Response>();
   response.setId(job.callerId);
   auto micros = (kj::systemPreciseMonotonicClock().now() - job.started) / kj::MICROSECONDS;
-  latencyMicros_[latencyCount_++ % latencyMicros_.size()] = uint32_t(std::min<int64_t>(micros, UINT32_MAX));
+  latencyMicros_[latencyCount_++ % latencyMicros_.size()] =
+      uint32_t(std::min<int64_t>(micros, UINT32_MAX));
   calls_++;
   auto& counts = perFunction_.size() < kMaxFunctionNames || perFunction_.count(job.function)
-                     ? perFunction_[job.function] : perFunction_["(other)"];
+                     ? perFunction_[job.function]
+                     : perFunction_["(other)"];
   counts.first++;
   if (!response.isFailure()) return reply;
 
@@ -371,7 +399,8 @@ Reply Pool::finish(Job& job, Reply reply) {
   counts.second++;
   auto failure = response.getFailure();
   std::string id = job.messageId.empty() ? "" : " (message " + job.messageId + ")";
-  std::string tb = failure.getTraceback().size() ? "\n" + std::string(failure.getTraceback().cStr()) : "";
+  std::string tb =
+      failure.getTraceback().size() ? "\n" + std::string(failure.getTraceback().cStr()) : "";
   spdlog::error("pool {}: {}{} failed: {}{}", config_.name, job.function, id,
                 failure.getMessage().cStr(), tb);
   if (config_.onError == OnError::kAccept) {
@@ -395,8 +424,10 @@ kj::Promise<void> Pool::stop() {
 
 void Pool::checkStopped() {
   if (!stopping_) return;
-  bool busy = std::any_of(workers_.begin(), workers_.end(), [](auto& w) { return w->state == Worker::kBusy; });
-  bool waiting = std::any_of(queue_.begin(), queue_.end(), [](auto& j) { return j->done->isWaiting(); });
+  bool busy = std::any_of(workers_.begin(), workers_.end(),
+                          [](auto& w) { return w->state == Worker::kBusy; });
+  bool waiting =
+      std::any_of(queue_.begin(), queue_.end(), [](auto& j) { return j->done->isWaiting(); });
   if (busy || waiting) return;
   for (auto& w : workers_) {
     if (w->state != Worker::kStopping) {
@@ -405,7 +436,7 @@ void Pool::checkStopped() {
     }
   }
   if (workers_.empty()) {
-    KJ_IF_MAYBE(f, stopped_) (*f)->fulfill();
+    KJ_IF_MAYBE (f, stopped_) (*f)->fulfill();
     stopped_ = nullptr;
   }
 }
@@ -417,7 +448,7 @@ void Pool::status(proto::PoolStatus::Builder out) {
   auto left = throttledUntil_ - timer_.now();
   out.setThrottledSeconds(left > 0 * kj::SECONDS ? uint32_t(left / kj::SECONDS) + 1 : 0);
   out.setQueued(uint32_t(std::count_if(queue_.begin(), queue_.end(),
-                                      [](auto& job) { return job->done->isWaiting(); })));
+                                       [](auto& job) { return job->done->isWaiting(); })));
   out.setCalls(calls_);
   out.setFailures(failures_);
   size_t n = std::min(latencyCount_, latencyMicros_.size());

@@ -21,7 +21,8 @@ TEST_CASE("words split on blanks; ${quote:} output keeps spaces and quotes") {
   LineRequest r = parse(R"(check a@b.example  "Re: \"hi\" there"	"back\\slash" "")");
   CHECK(r.pool.empty());
   CHECK(r.function == "check");
-  CHECK(r.args == std::vector<std::string>{"a@b.example", R"(Re: "hi" there)", R"(back\slash)", ""});
+  CHECK(r.args ==
+        std::vector<std::string>{"a@b.example", R"(Re: "hi" there)", R"(back\slash)", ""});
 }
 
 TEST_CASE("${quote:} escapes for newline and carriage return are undone") {

@@ -12,7 +12,8 @@ bool nextWord(std::string_view line, size_t& i, std::string& word, std::string& 
   if (i >= line.size()) return false;
   word.clear();
   if (line[i] != '"') {
-    while (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '\r') word += line[i++];
+    while (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
+      word += line[i++];
     return true;
   }
   for (i++; i < line.size(); i++) {
@@ -72,8 +73,8 @@ kj::Promise<std::string> readRequestLine(kj::AsyncIoStream& stream, std::string 
   KJ_REQUIRE(soFar.size() <= kMaxReadsocketLine, "readsocket request line too long");
   auto buffer = kj::heapArray<char>(4096);
   auto read = stream.tryRead(buffer.begin(), 1, buffer.size());
-  return read.then([&stream, buffer = kj::mv(buffer), soFar = kj::mv(soFar)](
-                       size_t n) mutable -> kj::Promise<std::string> {
+  return read.then([&stream, buffer = kj::mv(buffer),
+                    soFar = kj::mv(soFar)](size_t n) mutable -> kj::Promise<std::string> {
     soFar.append(buffer.begin(), n);
     auto newline = soFar.find('\n');
     if (newline != std::string::npos) return soFar.substr(0, newline);

@@ -3,24 +3,32 @@
 
 #include <kj/debug.h>
 
-#include <csignal>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <csignal>
 #include <vector>
 
 namespace mtapy::workerd {
 
 Spawned spawnWorker(const std::string& program, const PoolConfig& pool, const std::string& pylib) {
   std::vector<std::string> args = {program,
-                                   "--pool", pool.name,
-                                   "--user", pool.user,
-                                   "--uid", std::to_string(pool.uid),
-                                   "--gid", std::to_string(pool.gid),
-                                   "--policy", pool.policy,
-                                   "--pylib", pylib,
-                                   "--module-name", pool.moduleName,
-                                   "--memory-limit", std::to_string(pool.memoryLimitBytes)};
+                                   "--pool",
+                                   pool.name,
+                                   "--user",
+                                   pool.user,
+                                   "--uid",
+                                   std::to_string(pool.uid),
+                                   "--gid",
+                                   std::to_string(pool.gid),
+                                   "--policy",
+                                   pool.policy,
+                                   "--pylib",
+                                   pylib,
+                                   "--module-name",
+                                   pool.moduleName,
+                                   "--memory-limit",
+                                   std::to_string(pool.memoryLimitBytes)};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -39,8 +47,10 @@ Spawned spawnWorker(const std::string& program, const PoolConfig& pool, const st
     // terminal (policy code could otherwise push keystrokes into root's with TIOCSTI), stdin
     // is /dev/null, and nothing the daemon inherited reaches the worker but stderr.
     if (setsid() < 0 || dup2(devnull, 0) < 0) _exit(127);
-    if (pair[1] == 3) fcntl(3, F_SETFD, 0);
-    else if (dup2(pair[1], 3) < 0) _exit(127);
+    if (pair[1] == 3)
+      fcntl(3, F_SETFD, 0);
+    else if (dup2(pair[1], 3) < 0)
+      _exit(127);
     close_range(4, ~0U, 0);
     sigset_t none;
     sigemptyset(&none);

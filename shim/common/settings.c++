@@ -1,9 +1,9 @@
 // settings.c++ - the shim's own configuration: where the daemon is, which pool, how long to wait
 #include "settings.h"
 
-#include <cstdlib>
 #include <fcntl.h>
 #include <unistd.h>
+#include <cstdlib>
 
 namespace mtapy::shim {
 namespace {

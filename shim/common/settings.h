@@ -11,9 +11,9 @@ namespace mtapy::shim {
 
 struct Settings {
   std::string socket = "/run/mtapy/mtapy.sock";
-  std::string pool;           // "" = the pool whose clients include this process's uid
+  std::string pool;            // "" = the pool whose clients include this process's uid
   unsigned timeoutMs = 30000;  // the whole call, connect included
-  std::string error;          // a problem in the file: "path:line: what"
+  std::string error;           // a problem in the file: "path:line: what"
 };
 
 const Settings& settings();

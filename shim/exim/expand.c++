@@ -20,7 +20,7 @@ namespace {
 // Exim 4.96 crashes on 8 dlfunc arguments and refuses 9 or more, so FUNCTION + 6 is all we get.
 int expand(uschar** yield, int argc, uschar* argv[]) {
   if (argc < 1) {
-    *yield = US"mtapy: usage ${dlfunc{mtapy_exim.so}{python}{FUNCTION}{ARG}...}";
+    *yield = US "mtapy: usage ${dlfunc{mtapy_exim.so}{python}{FUNCTION}{ARG}...}";
     return kFail;
   }
   capnp::MallocMessageBuilder message;
@@ -50,7 +50,7 @@ int expand(uschar** yield, int argc, uschar* argv[]) {
       return failure.getKind() == proto::Failure::Kind::POLICY_ERROR ? kFail : kDefer;
     }
     default:
-      *yield = US"mtapy: the daemon sent an answer this shim does not know (upgrade the shim)";
+      *yield = US "mtapy: the daemon sent an answer this shim does not know (upgrade the shim)";
       return kDefer;
   }
 }
@@ -66,7 +66,7 @@ extern "C" int python(uschar** yield, int argc, uschar* argv[]) {
   } catch (const std::exception& e) {
     *yield = string_sprintf("mtapy: %.1000s", e.what());
   } catch (...) {
-    *yield = US"mtapy: unexpected error in the shim";
+    *yield = US "mtapy: unexpected error in the shim";
   }
   return mtapy::exim::kDefer;
 }

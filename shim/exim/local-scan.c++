@@ -11,11 +11,11 @@
 #include "exim-api.h"
 #include "shim/common/client.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
-#include <unistd.h>
 
 namespace mtapy::exim {
 namespace {
@@ -35,7 +35,8 @@ void describeMessage(proto::Request::Builder request) {
   scan.setBodyOffset(SPOOL_DATA_START_OFFSET);
   scan.setSenderAddress(bytes(sender_address));
   auto recipients = scan.initRecipients(unsigned(recipients_count));
-  for (int i = 0; i < recipients_count; i++) recipients.set(unsigned(i), bytes(recipients_list[i].address));
+  for (int i = 0; i < recipients_count; i++)
+    recipients.set(unsigned(i), bytes(recipients_list[i].address));
   scan.setSenderHostAddress(bytes(sender_host_address));
   scan.setSenderHostName(bytes(sender_host_name));
   scan.setSenderHostPort(sender_host_port);
@@ -44,7 +45,7 @@ void describeMessage(proto::Request::Builder request) {
   scan.setInterfacePort(interface_port);
   scan.setReceivedProtocol(bytes(received_protocol));
   // Not among Exim's exported variables: ask the expander.
-  scan.setSenderHeloName(bytes(expand_string(US"$sender_helo_name")));
+  scan.setSenderHeloName(bytes(expand_string(US "$sender_helo_name")));
   scan.setBodyLinecount(body_linecount);
   scan.setBodyZerocount(body_zerocount);
   unsigned count = 0;
@@ -68,11 +69,13 @@ bool usableAddress(capnp::Data::Reader address) {
 // Why the policy's changes cannot be applied, or nullptr when they can.
 const char* unusable(proto::ScanResult::Reader result) {
   for (auto address : result.getAddRecipients()) {
-    if (!usableAddress(address)) return "the policy added an empty address or one with CR, LF or NUL";
+    if (!usableAddress(address))
+      return "the policy added an empty address or one with CR, LF or NUL";
   }
   for (auto line : result.getAddHeaders()) {
     if (line.size() > kMaxHeaderLine) return "the policy added a header line over 30 KiB";
-    if (std::find(line.begin(), line.end(), '\0') != line.end()) return "the policy added a header with NUL";
+    if (std::find(line.begin(), line.end(), '\0') != line.end())
+      return "the policy added a header with NUL";
   }
   return nullptr;
 }
@@ -85,10 +88,11 @@ int apply(proto::ScanResult::Reader result, uschar** returnText) {
   *returnText = result.getMessage().size() ? eximCopy(result.getMessage()) : nullptr;
   switch (result.getVerdict()) {
     case proto::ScanResult::Verdict::REJECT:
-      if (*returnText == nullptr) *returnText = US"Message rejected by local policy";
+      if (*returnText == nullptr) *returnText = US "Message rejected by local policy";
       return LOCAL_SCAN_REJECT;
     case proto::ScanResult::Verdict::TEMP_REJECT:
-      if (*returnText == nullptr) *returnText = US"Temporary local problem - please try again later";
+      if (*returnText == nullptr)
+        *returnText = US "Temporary local problem - please try again later";
       return LOCAL_SCAN_TEMPREJECT;
     default:
       return LOCAL_SCAN_ACCEPT;
@@ -97,7 +101,7 @@ int apply(proto::ScanResult::Reader result, uschar** returnText) {
 
 int tempReject(uschar** returnText, const char* why) {
   log_write(0, LOG_MAIN, "mtapy local_scan: %.1000s; message temporarily rejected", why);
-  *returnText = US"Temporary local problem - please try again later";
+  *returnText = US "Temporary local problem - please try again later";
   return LOCAL_SCAN_TEMPREJECT;
 }
 
@@ -116,7 +120,8 @@ int scan(int fd, uschar** returnText) {
     if (const char* why = unusable(response.getScan())) return tempReject(returnText, why);
     return apply(response.getScan(), returnText);
   }
-  if (response.isFailure()) return tempReject(returnText, response.getFailure().getMessage().cStr());
+  if (response.isFailure())
+    return tempReject(returnText, response.getFailure().getMessage().cStr());
   return tempReject(returnText, "the daemon sent an answer this shim does not know (upgrade it)");
 }
 
@@ -126,8 +131,12 @@ int scan(int fd, uschar** returnText) {
 extern "C" {
 
 // Debian's loader (90_localscan_dlopen) requires these two before it calls local_scan().
-int local_scan_version_major(void) { return LOCAL_SCAN_ABI_VERSION_MAJOR; }
-int local_scan_version_minor(void) { return LOCAL_SCAN_ABI_VERSION_MINOR; }
+int local_scan_version_major(void) {
+  return LOCAL_SCAN_ABI_VERSION_MAJOR;
+}
+int local_scan_version_minor(void) {
+  return LOCAL_SCAN_ABI_VERSION_MINOR;
+}
 
 int local_scan(int fd, uschar** return_text) {
   try {

@@ -7,18 +7,18 @@
 
 #include <kj/debug.h>
 
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
-#include <fstream>
-#include <iostream>
-#include <stdexcept>
-#include <vector>
-#include <string>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -86,9 +86,12 @@ size_t splitHeaders(const std::string& raw, std::vector<std::string>& headers) {
     bool continuation = (line[0] == ' ' || line[0] == '\t') && !headers.empty();
     bool header = line.find(':') != std::string::npos && line.find(':') > 0 &&
                   line.find_first_of(" \t") > line.find(':');
-    if (continuation) headers.back() += line;
-    else if (header) headers.push_back(line.back() == '\n' ? line : line + "\n");
-    else return at;  // not a header: the body starts here
+    if (continuation)
+      headers.back() += line;
+    else if (header)
+      headers.push_back(line.back() == '\n' ? line : line + "\n");
+    else
+      return at;  // not a header: the body starts here
     at = next;
   }
   return at;
@@ -106,9 +109,12 @@ int printScan(mtapy::proto::Response::Reader response) {
   for (auto h : scan.getAddHeaders()) std::cout << "add header: " << text(h) << "\n";
   for (auto h : scan.getRemoveHeaders()) std::cout << "remove header: " << text(h) << "\n";
   switch (scan.getVerdict()) {
-    case mtapy::proto::ScanResult::Verdict::ACCEPT: return 0;
-    case mtapy::proto::ScanResult::Verdict::REJECT: return 1;
-    default: return 2;
+    case mtapy::proto::ScanResult::Verdict::ACCEPT:
+      return 0;
+    case mtapy::proto::ScanResult::Verdict::REJECT:
+      return 1;
+    default:
+      return 2;
   }
 }
 
@@ -142,10 +148,14 @@ kj::AutoCloseFd buildScan(mtapy::proto::Request::Builder call, int argc, char** 
   std::vector<std::string> to;
   for (i += 2; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
-    if (flag == "--from") from = argv[i + 1];
-    else if (flag == "--to") to.push_back(argv[i + 1]);
-    else if (flag == "--host") host = argv[i + 1];
-    else throw std::invalid_argument("unknown option " + flag);
+    if (flag == "--from")
+      from = argv[i + 1];
+    else if (flag == "--to")
+      to.push_back(argv[i + 1]);
+    else if (flag == "--host")
+      host = argv[i + 1];
+    else
+      throw std::invalid_argument("unknown option " + flag);
   }
   if (i != argc || to.empty()) throw std::invalid_argument("scan needs --from ADDR and --to ADDR");
   std::ifstream in(path, std::ios::binary);
@@ -167,7 +177,8 @@ kj::AutoCloseFd buildScan(mtapy::proto::Request::Builder call, int argc, char** 
   scan.setSenderHeloName(kj::StringPtr("mtapyctl").asBytes());
   auto out = scan.initHeaders(unsigned(headers.size()));
   for (unsigned h = 0; h < headers.size(); h++) {
-    out.set(h, kj::arrayPtr(reinterpret_cast<const kj::byte*>(headers[h].data()), headers[h].size()));
+    out.set(h,
+            kj::arrayPtr(reinterpret_cast<const kj::byte*>(headers[h].data()), headers[h].size()));
   }
   return file;
 }
@@ -178,9 +189,9 @@ void printStatus(mtapy::proto::Status::Reader status) {
   for (auto pool : status.getPools()) {
     std::cout << "\npool " << pool.getName().cStr() << ": user " << pool.getUser().cStr()
               << ", policy " << pool.getPolicy().cStr() << "\n"
-              << "  calls " << pool.getCalls() << ", failures " << pool.getFailures()
-              << ", queued " << pool.getQueued() << ", latency p50 " << pool.getP50Micros()
-              << " us, p99 " << pool.getP99Micros() << " us\n";
+              << "  calls " << pool.getCalls() << ", failures " << pool.getFailures() << ", queued "
+              << pool.getQueued() << ", latency p50 " << pool.getP50Micros() << " us, p99 "
+              << pool.getP99Micros() << " us\n";
     if (pool.getThrottledSeconds() > 0) {
       std::cout << "  THROTTLED for " << pool.getThrottledSeconds()
                 << " s: workers fail to start, see the daemon's log\n";
@@ -220,7 +231,8 @@ int run(int argc, char** argv) {
     auto expand = call.initExpand();
     expand.setFunction(kj::StringPtr(argv[i + 1]).asBytes());
     auto args = expand.initArgs(unsigned(argc - i - 2));
-    for (unsigned a = 0; a < args.size(); a++) args.set(a, kj::StringPtr(argv[i + 2 + a]).asBytes());
+    for (unsigned a = 0; a < args.size(); a++)
+      args.set(a, kj::StringPtr(argv[i + 2 + a]).asBytes());
   } else if (command == "scan" && argc - i >= 2) {
     try {
       attached = buildScan(request.initCall(), argc, argv, i);
@@ -237,7 +249,7 @@ int run(int argc, char** argv) {
   mtapy::wire::sendMessage(sock, message, attached == nullptr ? -1 : attached.get(),
                            mtapy::wire::deadlineIn(kTimeoutMs));
   auto got = mtapy::wire::receiveMessage(sock, mtapy::wire::deadlineIn(kTimeoutMs));
-  KJ_IF_MAYBE(received, got) {
+  KJ_IF_MAYBE (received, got) {
     auto reader = received->reader();
     auto response = reader.getRoot<mtapy::proto::AdminResponse>();
     if (response.isError()) {

@@ -3,11 +3,11 @@
 
 #include <kj/debug.h>
 
-#include <csignal>
 #include <grp.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <csignal>
 
 namespace mtapy::worker {
 

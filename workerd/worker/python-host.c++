@@ -74,8 +74,8 @@ void startInterpreter() {
   if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
   PyConfig_Clear(&config);
   if (PyStatus_Exception(status)) {
-    throw PythonError{std::string("cannot start Python: ") + (status.err_msg ? status.err_msg : "?"),
-                      ""};
+    throw PythonError{
+        std::string("cannot start Python: ") + (status.err_msg ? status.err_msg : "?"), ""};
   }
 }
 
@@ -113,8 +113,9 @@ Outcome PythonHost::expand(capnp::Data::Reader function, capnp::List<capnp::Data
   Ref list(PyList_New(Py_ssize_t(args.size())));
   for (unsigned i = 0; list && i < args.size(); i++) {
     auto a = args[i];
-    PyList_SET_ITEM(list.p, i, PyBytes_FromStringAndSize(reinterpret_cast<const char*>(a.begin()),
-                                                         Py_ssize_t(a.size())));
+    PyList_SET_ITEM(
+        list.p, i,
+        PyBytes_FromStringAndSize(reinterpret_cast<const char*>(a.begin()), Py_ssize_t(a.size())));
   }
   Ref result(name && list ? PyObject_CallFunctionObjArgs(expand_, name.p, list.p, nullptr)
                           : nullptr);
@@ -163,14 +164,16 @@ PyObject* infoDict(proto::LocalScan::Reader scan, capnp::Text::Reader messageId)
   put(info, "interface_address", pyBytes(scan.getInterfaceAddress()));
   put(info, "interface_port", PyLong_FromLong(scan.getInterfacePort()));
   put(info, "received_protocol", pyBytes(scan.getReceivedProtocol()));
-  put(info, "message_id", PyBytes_FromStringAndSize(messageId.begin(), Py_ssize_t(messageId.size())));
+  put(info, "message_id",
+      PyBytes_FromStringAndSize(messageId.begin(), Py_ssize_t(messageId.size())));
   put(info, "body_linecount", PyLong_FromLong(scan.getBodyLinecount()));
   put(info, "body_zerocount", PyLong_FromLong(scan.getBodyZerocount()));
   return info;
 }
 
 // Copy a Python list of bytes into a capnp list; false if it is not one.
-bool fillList(PyObject* list, capnp::List<capnp::Data>::Builder (*init)(proto::ScanResult::Builder, unsigned),
+bool fillList(PyObject* list,
+              capnp::List<capnp::Data>::Builder (*init)(proto::ScanResult::Builder, unsigned),
               proto::ScanResult::Builder result) {
   if (!PyList_Check(list)) return false;
   auto out = init(result, unsigned(PyList_GET_SIZE(list)));
@@ -217,13 +220,18 @@ void PythonHost::localScan(proto::Request::Reader request, int fd,
                  : verdict == 2 ? proto::ScanResult::Verdict::TEMP_REJECT
                                 : proto::ScanResult::Verdict::ACCEPT);
   out.setMessage(kj::arrayPtr(reinterpret_cast<const kj::byte*>(text), size_t(size)));
-  bool ok = fillList(add, [](auto r, unsigned n) { return r.initAddRecipients(n); }, out) &&
-            fillList(remove, [](auto r, unsigned n) { return r.initRemoveRecipients(n); }, out) &&
-            fillList(addHeaders, [](auto r, unsigned n) { return r.initAddHeaders(n); }, out) &&
-            fillList(removeHeaders, [](auto r, unsigned n) { return r.initRemoveHeaders(n); }, out);
+  bool ok = fillList(
+                add, [](auto r, unsigned n) { return r.initAddRecipients(n); }, out) &&
+            fillList(
+                remove, [](auto r, unsigned n) { return r.initRemoveRecipients(n); }, out) &&
+            fillList(
+                addHeaders, [](auto r, unsigned n) { return r.initAddHeaders(n); }, out) &&
+            fillList(
+                removeHeaders, [](auto r, unsigned n) { return r.initRemoveHeaders(n); }, out);
   if (!ok) {
     PythonError e = takeError();
-    fail(response, "mtapy internal error: local_scan result is not lists of bytes " + e.message, "");
+    fail(response, "mtapy internal error: local_scan result is not lists of bytes " + e.message,
+         "");
   }
 }
 

@@ -7,18 +7,18 @@
 //              kExitImportError, kExitLostDaemon; anything else is a crash.
 // SEE ALSO     privileges.c++, python-host.c++, workerd/pool.c++
 #include "privileges.h"
-#include "python-host.h"
 #include "proto/policy.capnp.h"
 #include "proto/wire.h"
 #include "proto/worker.capnp.h"
+#include "python-host.h"
 
 #include <capnp/message.h>
 #include <kj/debug.h>
 #include <kj/main.h>
 
+#include <unistd.h>
 #include <cstdlib>
 #include <string>
-#include <unistd.h>
 
 namespace mtapy::worker {
 namespace {
@@ -120,7 +120,7 @@ void dispatch(PythonHost& python, const wire::Received& received) {
 [[noreturn]] void serve(PythonHost& python) {
   for (;;) {
     try {
-      KJ_IF_MAYBE(received, wire::receiveMessage(kSocket, wire::kForever)) {
+      KJ_IF_MAYBE (received, wire::receiveMessage(kSocket, wire::kForever)) {
         dispatch(python, *received);
       } else {
         _exit(0);  // the daemon closed our socket: recycled or stopping
@@ -150,9 +150,10 @@ int run(const Options& options) {
     answer(hello);
     serve(python);
   } catch (const PythonError& e) {
-    bootFailed(kExitImportError, "pool " + options.pool + ": policy " + options.policy +
-                                     " failed to load: " + e.message,
-               e.traceback);
+    bootFailed(
+        kExitImportError,
+        "pool " + options.pool + ": policy " + options.policy + " failed to load: " + e.message,
+        e.traceback);
   }
 }
 
@@ -165,14 +166,22 @@ int main(int argc, char** argv) {
   // Flags are written by workerd/spawn.c++ only; this is not a user-facing command.
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--pool") options.pool = value;
-    else if (flag == "--user") options.user = value;
-    else if (flag == "--uid") options.uid = uid_t(std::stoul(value));
-    else if (flag == "--gid") options.gid = gid_t(std::stoul(value));
-    else if (flag == "--policy") options.policy = value;
-    else if (flag == "--pylib") options.pylib = value;
-    else if (flag == "--module-name") options.moduleName = value;
-    else if (flag == "--memory-limit") options.memoryLimitBytes = std::stoull(value);
+    if (flag == "--pool")
+      options.pool = value;
+    else if (flag == "--user")
+      options.user = value;
+    else if (flag == "--uid")
+      options.uid = uid_t(std::stoul(value));
+    else if (flag == "--gid")
+      options.gid = gid_t(std::stoul(value));
+    else if (flag == "--policy")
+      options.policy = value;
+    else if (flag == "--pylib")
+      options.pylib = value;
+    else if (flag == "--module-name")
+      options.moduleName = value;
+    else if (flag == "--memory-limit")
+      options.memoryLimitBytes = std::stoull(value);
   }
   if (options.policy.empty() || options.user.empty()) {
     fprintf(stderr, "mtapy-worker is started by mtapy-workerd, not by hand\n");
