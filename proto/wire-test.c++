@@ -45,7 +45,7 @@ TEST_CASE("a request with 8-bit and empty arguments and an fd arrives intact") {
   close(fd);
 
   auto received = wire::receiveMessage(pair.b, wire::deadlineIn(1000));
-  KJ_IF_MAYBE (got, received) {
+  KJ_IF_MAYBE(got, received) {
     auto reader = got->reader();
     auto back = reader.getRoot<proto::Request>();
     CHECK(back.getId() == 42);
@@ -66,7 +66,7 @@ TEST_CASE("messages of several segments arrive whole") {
     for (unsigned i = 0; i < count; i++) args.set(i, kj::StringPtr("0123456789abcdef").asBytes());
     REQUIRE(message.getSegmentsForOutput().size() > 1);
     wire::sendMessage(pair.a, message, -1, wire::deadlineIn(1000));
-    KJ_IF_MAYBE (got, wire::receiveMessage(pair.b, wire::deadlineIn(1000))) {
+    KJ_IF_MAYBE(got, wire::receiveMessage(pair.b, wire::deadlineIn(1000))) {
       auto reader = got->reader();
       auto back = reader.getRoot<proto::Request>().getExpand().getArgs();
       REQUIRE(back.size() == count);

@@ -122,7 +122,7 @@ kj::Timer& Daemon::timer() {
 kj::Promise<void> Daemon::serveClient(kj::AsyncCapabilityStream& stream, ucred peer) {
   return readFramed(stream, timer(), limitFor(peer.uid))
       .then([this, &stream, peer](kj::Maybe<wire::Received> got) -> kj::Promise<void> {
-        KJ_IF_MAYBE (message, got) {
+        KJ_IF_MAYBE(message, got) {
           kj::Maybe<kj::AutoCloseFd> body;
           if (message->fd != nullptr) body = kj::mv(message->fd);
           auto reader = message->reader();
@@ -165,7 +165,7 @@ kj::Promise<void> Daemon::serveAdmin(kj::AsyncCapabilityStream& stream, ucred pe
   return readFramed(stream, timer(), limitFor(peer.uid))
       .then([this, &stream, peer](kj::Maybe<wire::Received> got) mutable -> kj::Promise<void> {
         wire::Received* message;
-        KJ_IF_MAYBE (m, got)
+        KJ_IF_MAYBE(m, got)
           message = m;
         else
           return kj::READY_NOW;

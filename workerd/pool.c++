@@ -28,7 +28,7 @@ constexpr size_t kMaxFunctionNames = 1000;           // bounded stats even for j
 // A worker's next message; its end of stream is a DISCONNECTED error (it died).
 kj::Promise<wire::Received> readFromWorker(kj::AsyncCapabilityStream& stream, kj::Timer& timer) {
   return readFramed(stream, timer).then([](kj::Maybe<wire::Received> got) -> wire::Received {
-    KJ_IF_MAYBE (message, got) return kj::mv(*message);
+    KJ_IF_MAYBE(message, got) return kj::mv(*message);
     kj::throwFatalException(KJ_EXCEPTION(DISCONNECTED, "the worker closed its socket"));
   });
 }
@@ -196,7 +196,7 @@ kj::Promise<Reply> Pool::call(proto::Request::Reader request, kj::Maybe<kj::Auto
   kj::Own<Job> job = newJob(request, kj::mv(body), timeoutMs);
   auto paf = kj::newPromiseAndFulfiller<Reply>();
   job->done = kj::mv(paf.fulfiller);
-  KJ_IF_MAYBE (refused, refusal()) {
+  KJ_IF_MAYBE(refused, refusal()) {
     job->done->fulfill(kj::mv(*refused));
   } else {
     queue_.push_back(kj::addRef(*job));
@@ -227,7 +227,7 @@ kj::Own<Pool::Job> Pool::newJob(proto::Request::Reader request, kj::Maybe<kj::Au
   job->messageId = request.getMessageId();
   job->request.setRoot(request);  // a copy: the caller's message may go away any time now
   job->request.getRoot<proto::Request>().setId(nextJobId_++);
-  KJ_IF_MAYBE (fd, body) job->bodyFd = fd->get();
+  KJ_IF_MAYBE(fd, body) job->bodyFd = fd->get();
   job->body = kj::mv(body);
   // The loop's cached time is good enough for deadlines, not for microsecond latencies.
   job->started = kj::systemPreciseMonotonicClock().now();
@@ -436,7 +436,7 @@ void Pool::checkStopped() {
     }
   }
   if (workers_.empty()) {
-    KJ_IF_MAYBE (f, stopped_) (*f)->fulfill();
+    KJ_IF_MAYBE(f, stopped_) (*f)->fulfill();
     stopped_ = nullptr;
   }
 }

@@ -68,7 +68,7 @@ wire::Received call(capnp::MallocMessageBuilder& message, int fd) {
     if (!reused) connectToDaemon(s);
     try {
       wire::sendMessage(connection.fd, message, fd, deadline);
-      KJ_IF_MAYBE (response, wire::receiveMessage(connection.fd, deadline)) {
+      KJ_IF_MAYBE(response, wire::receiveMessage(connection.fd, deadline)) {
         return kj::mv(*response);
       }
       wire::fail("mtapy-workerd closed the connection without answering");

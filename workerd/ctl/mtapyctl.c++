@@ -249,7 +249,7 @@ int run(int argc, char** argv) {
   mtapy::wire::sendMessage(sock, message, attached == nullptr ? -1 : attached.get(),
                            mtapy::wire::deadlineIn(kTimeoutMs));
   auto got = mtapy::wire::receiveMessage(sock, mtapy::wire::deadlineIn(kTimeoutMs));
-  KJ_IF_MAYBE (received, got) {
+  KJ_IF_MAYBE(received, got) {
     auto reader = received->reader();
     auto response = reader.getRoot<mtapy::proto::AdminResponse>();
     if (response.isError()) {

@@ -120,7 +120,7 @@ void dispatch(PythonHost& python, const wire::Received& received) {
 [[noreturn]] void serve(PythonHost& python) {
   for (;;) {
     try {
-      KJ_IF_MAYBE (received, wire::receiveMessage(kSocket, wire::kForever)) {
+      KJ_IF_MAYBE(received, wire::receiveMessage(kSocket, wire::kForever)) {
         dispatch(python, *received);
       } else {
         _exit(0);  // the daemon closed our socket: recycled or stopping
