@@ -9,7 +9,8 @@ DESCRIPTION  scan() builds what Exim would hand over - the header lines, the env
                      result = scan("policy.py", b"Subject: spam\\n\\nhi\\n", sender="a@b.example")
                      assert result.verdict == "reject"
 
-             split_message() is Exim's header/body split, shared with ``mtapyctl scan``:
+             split_message() is Exim's header/body split, the same one ``mtapyctl scan`` does
+             in C++ (workerd/ctl/mtapyctl.c++):
              header lines keep their newlines (CRLF becomes LF, as Exim stores them); a blank
              line, or the first line that is neither a header nor a continuation, ends them.
              The body file starts with the spool's "<id>-D" line and the fd is positioned
