@@ -742,6 +742,7 @@ def test_a_pool_that_cannot_spawn_a_worker_retries_after_throttle_time(make_daem
         s = socket.socket(socket.AF_UNIX)
         s.connect(str(d.socket))
         hogs.append(s)
+    assert wait_for(lambda: "accept failed: Too many open files" in d.log()), d.log()
     os.kill(int(pid), signal.SIGKILL)
     assert wait_for(lambda: "cannot start a worker" in d.log()), d.log()
     for s in hogs:
