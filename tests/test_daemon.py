@@ -850,3 +850,16 @@ def test_sighup_does_not_stop_the_daemon(make_daemon, stage):
     d.process.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "SIGHUP" in d.log()), d.log()
     assert d.process.poll() is None and d.call("a", "pid")[0] == 0
+
+
+def test_a_policys_log_lines_reach_the_daemons_log(make_daemon, stage):
+    policy = write_policy(stage, "logs.py", """
+        import logging
+        log = logging.getLogger("elspy")
+        def f():
+            log.info("hello from the policy")
+            return "ok"
+    """)
+    d = make_daemon(pool_toml("a", policy))
+    assert d.call("a", "f")[0] == 0
+    assert wait_for(lambda: "logs.py: elspy: hello from the policy" in d.log()), d.log()
