@@ -54,7 +54,7 @@ sys.path[:0] = [str(TOP / "tests"), str(TOP / "tests" / "exim")]
 
 from conftest import Daemon, ensure_user, free_port, pool_toml, wait_for  # noqa: E402
 from exim_harness import EXIM, Exim, listening, main_config  # noqa: E402
-from bench import fmt as bench_fmt, med  # noqa: E402  (tests/bench/bench.py)
+from bench import cpu_seconds, fmt as bench_fmt, med  # noqa: E402  (tests/bench/bench.py)
 
 POOL_USER = "mtapy-t1"
 CLIENTS = ("Debian-exim", "root")
@@ -538,17 +538,6 @@ def pct(values, p):
     lo = int(k)
     hi = min(lo + 1, len(values) - 1)
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
-
-
-def cpu_seconds(pids):
-    total = 0
-    for pid in pids:
-        try:
-            fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def read_ns_in_spool(exim):
