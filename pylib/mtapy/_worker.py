@@ -6,10 +6,10 @@ DESCRIPTION  workerd/worker/python-host.c++ imports this module after the worker
 CONTRACT     ../shared/DESIGN.md section 4, "Exim-Python expansions".
 """
 
-import importlib.machinery
-import importlib.util
 import os
 import sys
+
+from mtapy.policy_file import import_policy
 
 VALUE, FORCED_FAIL, FAILURE = 0, 1, 2
 
@@ -19,14 +19,7 @@ _policy = None
 def boot(path, module_name):
     """Import the policy file as module `module_name` (``__exim__`` in Exim pools)."""
     global _policy
-    loader = importlib.machinery.SourceFileLoader(module_name, path)
-    spec = importlib.util.spec_from_loader(module_name, loader)
-    module = importlib.util.module_from_spec(spec)
-    # The policy's own folder comes first, so a policy can import its helper modules.
-    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
-    sys.modules[module_name] = module
-    loader.exec_module(module)
-    _policy = module
+    _policy = import_policy(path, module_name)
     _route_logging(path)
 
 

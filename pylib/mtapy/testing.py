@@ -15,15 +15,13 @@ DESCRIPTION  scan() builds what Exim would hand over - the header lines, the env
              line, or the first line that is neither a header nor a continuation, ends them.
              The body file starts with the spool's "<id>-D" line and the fd is positioned
              after it, exactly as Exim's -D file: a policy that rewinds to offset 0 is wrong.
-SEE ALSO     mtapy/local_scan.py, elspy/
+SEE ALSO     mtapy/local_scan.py, mtapy/policy_file.py, elspy/
 """
 
-import importlib.util
 import os
 import random
 import re
 import string
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from types import ModuleType
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from mtapy.local_scan import VERDICT_NAMES, run
+from mtapy.policy_file import import_policy
 
 _HEADER = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 
@@ -82,16 +81,7 @@ def load_policy(policy: Union[str, os.PathLike, ModuleType, Any]) -> Any:
     """A policy from a file path (imported as "__exim__", as a worker does) or as given."""
     if not isinstance(policy, (str, os.PathLike)):
         return policy
-    path = os.path.abspath(os.fspath(policy))
-    spec = importlib.util.spec_from_file_location("__exim__", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import a policy from {path}")
-    module = importlib.util.module_from_spec(spec)
-    if os.path.dirname(path) not in sys.path:  # the policy may import its helper modules
-        sys.path.insert(0, os.path.dirname(path))
-    sys.modules["__exim__"] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_policy(policy)
 
 
 def read_message(message: Any) -> bytes:
