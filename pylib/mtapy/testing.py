@@ -9,10 +9,11 @@ DESCRIPTION  scan() builds what Exim would hand over - the header lines, the env
                      result = scan("policy.py", b"Subject: spam\\n\\nhi\\n", sender="a@b.example")
                      assert result.verdict == "reject"
 
-             split_message() is Exim's header/body split, the same one ``mtapyctl scan`` does
-             in C++ (workerd/ctl/mtapyctl.c++):
-             header lines keep their newlines (CRLF becomes LF, as Exim stores them); a blank
-             line, or the first line that is neither a header nor a continuation, ends them.
+             split_message() is Exim's header/body split; ``mtapyctl scan`` does the same in
+             C++ (workerd/ctl/message-split.c++), and tests/vectors/message-split.txt, which
+             states the rules, pins both: header lines keep their newlines (CRLF becomes LF,
+             as Exim stores them); a blank line, or the first line that is neither a header nor
+             a continuation, ends them; a leading mbox "From " line is dropped.
              The body file starts with the spool's "<id>-D" line and the fd is positioned
              after it, exactly as Exim's -D file: a policy that rewinds to offset 0 is wrong.
 SEE ALSO     mtapy/local_scan.py, mtapy/policy_file.py, elspy/
@@ -31,7 +32,15 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 from mtapy.local_scan import VERDICT_NAMES, run
 from mtapy.policy_file import import_policy
 
-_HEADER = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
+# Exim's test for a header line: a name of any bytes above space except ":" and DEL (8-bit
+# bytes allowed, the name may even be empty), optional white space (C's isspace), then ":".
+_HEADER = re.compile(rb"[^\x00-\x20\x7f:]*[ \t\n\v\f\r]*:")
+_WHITESPACE = b" \t\n\v\f\r"
+# Exim's default uucp_from_pattern: a leading mbox "From " line, which Exim drops.
+_FROM_LINE = re.compile(
+    rb"From\s+(\S+)\s+(?:[a-zA-Z]{3},?\s+)?"
+    rb"(?:[a-zA-Z]{3}\s+\d?\d|\d?\d\s+[a-zA-Z]{3}\s+\d\d(?:\d\d)?)\s+\d\d?:\d\d?"
+)
 
 Message = Union[bytes, bytearray, str, os.PathLike]
 
@@ -40,21 +49,28 @@ def split_message(raw: bytes) -> Tuple[List[bytes], int]:
     """Exim's split: (header lines ending in b"\\n", offset of the body's first byte in raw)."""
     headers: List[bytes] = []
     pos = 0
-    if raw.startswith(b"From "):  # an mbox separator line is not a header
-        pos = _line_end(raw, 0)
     while pos < len(raw):
-        end = _line_end(raw, pos)
-        line = raw[pos:end]
-        if line in (b"\n", b"\r\n"):
-            return headers, end
-        if line[:1] in (b" ", b"\t") and headers:
-            headers[-1] += _lf(line)
-        elif _HEADER.match(line):
-            headers.append(_lf(line))
-        else:
+        line, end = _logical_line(raw, pos)
+        if line == b"\n":
+            return headers, end  # the blank line ends the headers
+        if not headers and _FROM_LINE.match(line):
+            pass  # an mbox separator line: Exim drops it
+        elif line[:1] in _WHITESPACE or not _HEADER.match(line):
             return headers, pos  # not a header: the body starts here
+        else:
+            headers.append(_as_exim_stores(line))
         pos = end
     return headers, len(raw)
+
+
+def _logical_line(raw: bytes, pos: int) -> Tuple[bytes, int]:
+    """The line at pos joined with its continuation lines (a space or tab first), and its end."""
+    line, end = b"", pos
+    while True:
+        start, end = end, _line_end(raw, end)
+        line += _lf(raw[start:end])
+        if line == b"\n" or raw[end : end + 1] not in (b" ", b"\t"):
+            return line, end
 
 
 def _line_end(raw: bytes, pos: int) -> int:
@@ -64,10 +80,20 @@ def _line_end(raw: bytes, pos: int) -> int:
 
 
 def _lf(line: bytes) -> bytes:
-    """A header line as Exim stores it: CRLF -> LF, and a newline at the end."""
+    """A line as Exim stores it: CRLF -> LF, and a newline at the end."""
     if line.endswith(b"\r\n"):
         return line[:-2] + b"\n"
     return line if line.endswith(b"\n") else line + b"\n"
+
+
+def _as_exim_stores(header: bytes) -> bytes:
+    """NUL becomes "?"; white-space-only continuation lines at the end are dropped."""
+    header = header.replace(b"\0", b"?")
+    while True:
+        shorter = header[:-1].rstrip(b" \t")
+        if not shorter.endswith(b"\n"):
+            return header
+        header = shorter
 
 
 def new_message_id() -> str:

@@ -1,4 +1,4 @@
-"""mtapy.testing: Exim's header/body split and scan() as policy authors use it."""
+"""mtapy.testing: scan() as policy authors use it (the header/body split: test_message_split)."""
 
 import os
 import textwrap
@@ -6,7 +6,7 @@ import textwrap
 import pytest
 
 from elspy import RejectMessage, get_fdpos, read_data
-from mtapy.testing import new_message_id, scan, split_message
+from mtapy.testing import new_message_id, scan
 
 MESSAGE = (
     b"Received: from x\r\n\tby y\r\n"
@@ -15,35 +15,6 @@ MESSAGE = (
     b"body line 1\r\n"
     b"body line 2\r\n"
 )
-
-
-def test_split_message_keeps_folded_headers_and_finds_the_body():
-    headers, offset = split_message(MESSAGE)
-    assert headers == [b"Received: from x\n\tby y\n", b"Subject: hi\n"]
-    assert MESSAGE[offset:] == b"body line 1\r\nbody line 2\r\n"
-
-
-def test_split_message_ends_headers_at_the_first_non_header_line():
-    raw = b"Subject: a\nthis is not a header\nX-Later: b\n"
-    headers, offset = split_message(raw)
-    assert headers == [b"Subject: a\n"] and raw[offset:].startswith(b"this is not")
-
-
-@pytest.mark.parametrize(
-    "raw, headers, body",
-    [
-        (b"", [], b""),
-        (b"Subject: only headers", [b"Subject: only headers\n"], b""),
-        (b"\nbody only\n", [], b"body only\n"),
-        (b" leading continuation\n\nx", [], b" leading continuation\n\nx"),
-        (b"From sender@x Sat Jan  1 00:00:00 2000\nSubject: s\n\nb", [b"Subject: s\n"], b"b"),
-        (b"Subject : spaced\n\nb", [b"Subject : spaced\n"], b"b"),
-    ],
-    ids=["empty", "no-body", "no-headers", "continuation-first", "mbox-from", "space-colon"],
-)
-def test_split_message_handles_odd_messages(raw, headers, body):
-    found, offset = split_message(raw)
-    assert (found, raw[offset:]) == (headers, body)
 
 
 def test_message_ids_look_like_exims():

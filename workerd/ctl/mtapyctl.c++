@@ -2,6 +2,7 @@
 // DESCRIPTION  status: pools, workers, queue, counts and latency. call: run a policy function
 //              in a pool exactly as an MTA would, to test a policy without an MTA.
 // SEE ALSO     proto/admin.capnp, workerd/daemon.c++
+#include "message-split.h"
 #include "proto/admin.capnp.h"
 #include "proto/wire.h"
 
@@ -21,6 +22,8 @@
 #include <vector>
 
 namespace {
+
+using mtapy::ctl::splitHeaders;
 
 constexpr const char* kUsage =
     "usage: mtapyctl [-s ADMIN_SOCKET] COMMAND\n"
@@ -71,30 +74,6 @@ int printCall(mtapy::proto::Response::Reader response) {
       std::cerr << "unexpected answer\n";
       return 2;
   }
-}
-
-// Exim's view of a message file: header lines (continuations joined, CRLF made LF) and
-// the offset where the body starts.
-size_t splitHeaders(const std::string& raw, std::vector<std::string>& headers) {
-  size_t at = 0;
-  while (at < raw.size()) {
-    size_t end = raw.find('\n', at);
-    size_t next = end == std::string::npos ? raw.size() : end + 1;
-    std::string line = raw.substr(at, next - at);
-    if (line.size() >= 2 && line[line.size() - 2] == '\r') line.erase(line.size() - 2, 1);
-    if (line == "\n" || line == "\r") return next;  // the blank line ends the headers
-    bool continuation = (line[0] == ' ' || line[0] == '\t') && !headers.empty();
-    bool header = line.find(':') != std::string::npos && line.find(':') > 0 &&
-                  line.find_first_of(" \t") > line.find(':');
-    if (continuation)
-      headers.back() += line;
-    else if (header)
-      headers.push_back(line.back() == '\n' ? line : line + "\n");
-    else
-      return at;  // not a header: the body starts here
-    at = next;
-  }
-  return at;
 }
 
 int printScan(mtapy::proto::Response::Reader response) {
