@@ -10,8 +10,9 @@ import os
 import sys
 
 from mtapy.policy_file import import_policy
-
-VALUE, FORCED_FAIL, FAILURE = 0, 1, 2
+from mtapy.result_codes import EXPAND_FAILURE as FAILURE
+from mtapy.result_codes import EXPAND_FORCED_FAIL as FORCED_FAIL
+from mtapy.result_codes import EXPAND_VALUE as VALUE
 
 _policy = None
 

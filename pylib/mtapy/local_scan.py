@@ -21,7 +21,8 @@ DESCRIPTION  mtapy._worker calls run() for each Exim local_scan request. run() b
              Changes are returned only with ACCEPT; a reject or failure returns empty lists.
 DIAGNOSTICS  run() never raises: a bad policy, a bad return, a recipient that is not a string,
              even sys.exit() in the policy, all become FAILURE with a traceback.
-SEE ALSO     elspy/ (the API the policy sees), mtapy/testing.py, ../shared/DESIGN.md section 4
+SEE ALSO     elspy/ (the API the policy sees), mtapy/result_codes.py, mtapy/testing.py,
+             ../shared/DESIGN.md section 4
 """
 
 import sys
@@ -38,8 +39,11 @@ from elspy.verdicts import (
     TempRejectMessage,
     verdict_text,
 )
+from mtapy.result_codes import SCAN_ACCEPT as ACCEPT
+from mtapy.result_codes import SCAN_FAILURE as FAILURE
+from mtapy.result_codes import SCAN_REJECT as REJECT
+from mtapy.result_codes import SCAN_TEMPREJECT as TEMPREJECT
 
-ACCEPT, REJECT, TEMPREJECT, FAILURE = 0, 1, 2, 3
 VERDICT_NAMES = {ACCEPT: "accept", REJECT: "reject", TEMPREJECT: "tempreject", FAILURE: "failure"}
 
 Outcome = Tuple[int, bytes, List[bytes], List[bytes], List[bytes], List[bytes], str]

@@ -214,11 +214,11 @@ void PythonHost::localScan(proto::Request::Reader request, int fd,
     PythonError e = takeError();
     return fail(response, "mtapy internal error: " + e.message, e.traceback);
   }
-  if (verdict == 3) return fail(response, std::string(text, size_t(size)), tb);
+  if (verdict == kScanFailure) return fail(response, std::string(text, size_t(size)), tb);
   auto out = response.initScan();
-  out.setVerdict(verdict == 1   ? proto::ScanResult::Verdict::REJECT
-                 : verdict == 2 ? proto::ScanResult::Verdict::TEMP_REJECT
-                                : proto::ScanResult::Verdict::ACCEPT);
+  out.setVerdict(verdict == kScanReject       ? proto::ScanResult::Verdict::REJECT
+                 : verdict == kScanTempReject ? proto::ScanResult::Verdict::TEMP_REJECT
+                                              : proto::ScanResult::Verdict::ACCEPT);
   out.setMessage(kj::arrayPtr(reinterpret_cast<const kj::byte*>(text), size_t(size)));
   bool ok = fillList(
                 add, [](auto r, unsigned n) { return r.initAddRecipients(n); }, out) &&

@@ -3,10 +3,11 @@
 //              pylib/mtapy/_worker.py and turns each request into one call of that module.
 // DIAGNOSTICS  A Python error at start throws PythonError with the traceback; errors during a
 //              call come back inside the Outcome, never as C++ exceptions.
-// SEE ALSO     pylib/mtapy/_worker.py, worker-main.c++
+// SEE ALSO     pylib/mtapy/_worker.py, result-codes.h, worker-main.c++
 #pragma once
 
 #include "proto/policy.capnp.h"
+#include "result-codes.h"
 
 #include <capnp/list.h>
 #include <capnp/message.h>
@@ -25,7 +26,7 @@ struct PythonError {
 
 // What one call produced, as pylib/mtapy/_worker.py reports it.
 struct Outcome {
-  enum Code { kValue = 0, kForcedFail = 1, kFailure = 2 };
+  enum Code { kValue = kExpandValue, kForcedFail = kExpandForcedFail, kFailure = kExpandFailure };
   int code;
   std::string value;  // the value, or the failure message
   std::string traceback;
