@@ -3,7 +3,8 @@
 DESCRIPTION  workerd/worker/python-host.c++ imports this module after the worker has dropped
              its privileges, calls boot() once, then one function per request. Results come
              back as plain tuples so the C++ side stays small; all return-value rules live here.
-CONTRACT     ../shared/DESIGN.md section 4, "Exim-Python expansions".
+CONTRACT     README.md, "Exim expansions" (the return-value table), pinned by
+             pylib/tests/test_expand_rules.py.
 """
 
 import os

@@ -22,7 +22,7 @@ DESCRIPTION  mtapy._worker calls run() for each Exim local_scan request. run() b
 DIAGNOSTICS  run() never raises: a bad policy, a bad return, a recipient that is not a string,
              even sys.exit() in the policy, all become FAILURE with a traceback.
 SEE ALSO     elspy/ (the API the policy sees), mtapy/result_codes.py, mtapy/testing.py,
-             ../shared/DESIGN.md section 4
+             README.md ("Whole messages", the contract for policy authors)
 """
 
 import sys

@@ -1,6 +1,6 @@
 // exim-api.h - Exim's local_scan.h for C++ (it has no extern "C" guard of its own)
 // DESCRIPTION  Only symbols that Debian's exim4 really exports may be used (nm -D
-//              --defined-only /usr/sbin/exim4; notes/exim-4.96.md §2): child_open_* are not.
+//              --defined-only /usr/sbin/exim4; docs/design.md section 3.3): child_open_* are not.
 #pragma once
 
 #define LOCAL_SCAN  // maps string_copy() and friends to the exported *_function symbols

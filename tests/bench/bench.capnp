@@ -1,4 +1,4 @@
-# bench.capnp - the one-hop floor's interface (as notes/rpc-baseline.md's rpc1_py)
+# bench.capnp - the one-hop floor's interface (rpc1.c++; docs/design.md section 4)
 @0xfc34a333277e9f1b;
 
 interface Policy {

@@ -16,7 +16,7 @@ process, servers and daemon included, which its workers inherit), in this order:
   fc_dlopen     fork -> child dlopen()s the shim, then calls
   rss_*         VmRSS of the daemon, its workers and the rpc1 server
 Tables give the median over repetitions of each run's figure; ratios are computed per run and
-then the median is taken (method of notes/rpc-baseline.md).
+then the median is taken (the method of docs/design.md section 4).
 """
 
 import argparse
@@ -438,7 +438,7 @@ def report(runs, a, started, load_before, load_after):
       "whose time only advances when the loop waits, so it undercounts (0 when everything shares "
       "one CPU); unpinned it roughly shows the daemon → worker → daemon part of the call.")
     w("")
-    w("### Ratios within a run (median of per-run ratios) and DESIGN.md §6 targets\n")
+    w("### Ratios within a run (median of per-run ratios) and targets\n")
     w("| ratio | unpinned median (per-run range) | pinned median (per-run range) | target |")
     w("|---|---|---|---|")
     ratios = [

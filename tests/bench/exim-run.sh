@@ -1,11 +1,11 @@
 #!/bin/bash
-# exim-run.sh - mtapy through a real Exim 4.96 daemon (DESIGN.md §6), not pass/fail: policy
+# exim-run.sh - mtapy through a real Exim 4.96 daemon (docs/design.md §4), not pass/fail: policy
 # styles in the RCPT ACL (floor, mtapy ${dlfunc} with and without LD_PRELOAD, mtapy's
 # ${readsocket} listener, a Twisted ${readsocket} daemon, Exim's embedded Perl) and
 # local_scan_path = mtapy_exim.so for 2 KB / 100 KB / 1 MB messages. Prints markdown tables.
 # Needs exim4-daemon-heavy (Perl, ${dlfunc}) and, for the Twisted daemon, python3-twisted
 # (without it a socketserver daemon stands in). Takes about 7 minutes with the defaults.
-# Usage (as root):  MTAPY_BUILD=/work/main/build-e bash tests/bench/exim-run.sh [exim_bench.py options]
+# Usage (as root):  MTAPY_BUILD=build bash tests/bench/exim-run.sh [exim_bench.py options]
 #   options: --skip-rcpt --skip-scan --reps N (3) --seconds1 S (2.5) --seconds8 S (2.5) --warmup S (0.3)
 #            --scan-sessions N (8 rounds) --per-session N (20) --stage-root DIR (/dev/shm) --json FILE
 set -euo pipefail

@@ -30,7 +30,7 @@ DESCRIPTION  Private Exim daemons (tests/exim/exim_harness.py: `main_config`, `E
   Figures per run: RCPT reply p50/p99, sessions/s at 1 and 8 clients; per message: time from
   MAIL sent to the 250 after the final dot, and the "dot reply" (last byte of the body sent
   -> 250, where local_scan runs), msgs/s. Tables give medians of per-run figures; ratios are
-  computed per run, then the median is taken (method of notes/rpc-baseline.md).
+  computed per run, then the median is taken (the method of docs/design.md section 4).
 SEE ALSO     exim-run.sh, RESULTS.md ("Through real Exim"), ../exim/exim_harness.py
 """
 
@@ -770,7 +770,7 @@ def scan_report(runs, a, w, col):
       "that 250 (p50; local_scan runs here); added = median over the rounds of (this config's "
       "session dot-reply p50 − ls_floor's session dot-reply p50 in the same round), i.e. paired "
       "within a round; msgs/s ÷ ls_floor per run; own read = the ls_read policy's own os.read "
-      "loop, timed inside the policy (p50); overhead = added − own read (DESIGN target ≤ 1 ms at "
+      "loop, timed inside the policy (p50); overhead = added − own read (target ≤ 1 ms at "
       "1 MB). All: median of per-run figures.\n")
     for mode in modes:
         w(f"**{mode}**\n")

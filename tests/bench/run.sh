@@ -1,9 +1,9 @@
 #!/bin/bash
-# run.sh - mtapy's performance benchmarks (DESIGN.md §6), not part of the pass/fail suite.
+# run.sh - mtapy's performance benchmarks, not pass/fail (method: docs/design.md section 4).
 # Compiles the small bench programs in a temp folder against the installed Debian packages
 # (capnp, python3.11, exim4-dev headers), stages them with the build's daemon, worker and
 # shim, runs everything unpinned and pinned (taskset -c 0), and prints markdown tables.
-# Usage (as root):  MTAPY_BUILD=/work/main/build-d bash tests/bench/run.sh [bench.py options]
+# Usage (as root):  MTAPY_BUILD=build bash tests/bench/run.sh [bench.py options]
 #   options: --calls N (20000) --warmup N (1000) --forks N (200) --reps N (3) --iso-pairs N (5)
 #            --syscalls: instead of timing, count syscalls and context switches per call (perf)
 set -euo pipefail

@@ -7,7 +7,7 @@ DESCRIPTION  Exim runs from Debian's /usr/sbin/exim4 with `-C` pointing at a con
              the daemon through $MTAPY_SHIM_CONF, which the config keeps (keep_environment).
              Clients: Smtp (a raw socket that closes without QUIT, because Exim spends 200 ms
              on a QUIT), swaks, and `exim -bh` (a whole SMTP dialogue without a daemon).
-RECIPES      ../../../shared/notes/exim-4.96.md sections 3, 9 and 10 (pitfalls).
+RECIPES      docs/design.md section 3.4 (running Exim for tests: -C, -bh, pitfalls).
 SEE ALSO     ../conftest.py (the staged install and Daemon), exim_test_policy.py (the Python
              side of every decision the configs below ask for)
 """

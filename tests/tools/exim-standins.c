@@ -1,7 +1,7 @@
 /* exim-standins.c - the symbols stock Debian Exim 4.96 exports to plugins, for test programs
  *
  * DESCRIPTION  Stock Debian Exim links with -rdynamic -fvisibility=hidden, so a plugin can only
- *              reach the symbols listed in notes/exim-4.96.md section 2. This file defines
+ *              reach the symbols listed in docs/design.md section 3.3. This file defines
  *              exactly those (and nothing else a plugin could mistake for Exim). Link it into a
  *              program with -rdynamic and dlopen() mtapy_exim.so: a shim that references
  *              anything else fails there as it would under Exim. Used by dlfunc-harness.c and
