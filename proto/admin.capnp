@@ -12,15 +12,15 @@ using Policy = import "policy.capnp";
 
 struct AdminRequest {
   union {
-    call @0 :Policy.Request;
-    # Run a policy call in the named pool as if an allowed MTA had sent it (mtapyctl call).
+    obsoleteCall @0 :Policy.Request;
+    # Retired: the daemon is off the call path; mtapyctl calls a pool on its socket (Status).
     status @1 :Void;
   }
 }
 
 struct AdminResponse {
   union {
-    call @0 :Policy.Response;
+    obsoleteCall @0 :Policy.Response;
     status @1 :Status;
     error @2 :Text;
   }
@@ -37,18 +37,19 @@ struct PoolStatus {
   user @1 :Text;
   policy @2 :Text;
   throttledSeconds @3 :UInt32;   # > 0: workers failed to start; no respawn until then
-  queued @4 :UInt32;              # calls waiting for a free worker
+  obsoleteQueued @4 :UInt32;      # retired: calls now wait in the kernel, which does not count them
   calls @5 :UInt64;               # answered calls, including failures
   failures @6 :UInt64;            # calls that ended in a Failure (before on_error)
-  p50Micros @7 :UInt32;           # latency over the last 1024 calls, daemon side
+  p50Micros @7 :UInt32;           # latency of recent calls, as workers measured them
   p99Micros @8 :UInt32;
   workers @9 :List(WorkerStatus);
   functions @10 :List(FunctionCount);
+  socket @11 :Text;               # where the pool's callers send (mtapyctl call uses it)
 }
 
 struct WorkerStatus {
   pid @0 :Int32;
-  state @1 :Text;                 # starting | idle | busy | stopping
+  state @1 :Text;                 # starting | idle | busy | stopping (from the scoreboard)
   calls @2 :UInt64;
 }
 

@@ -13,28 +13,6 @@
 namespace mtapy::wire {
 namespace {
 
-int64_t nowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
-
-// Wait until `sock` is ready for `events`; throws once the deadline has passed.
-void waitFor(int sock, short events, Deadline deadline) {
-  for (;;) {
-    int timeout = -1;
-    if (deadline != kForever) {
-      int64_t left = deadline - nowMs();
-      if (left <= 0) fail("timed out waiting for the other end of the mtapy socket");
-      timeout = int(left);
-    }
-    pollfd p{sock, events, 0};
-    int n = ::poll(&p, 1, timeout);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail(std::string("poll: ") + strerror(errno));
-    if (n > 0) return;
-  }
-}
 
 // recvmsg() that also collects one SCM_RIGHTS descriptor; returns bytes read (0 = EOF).
 size_t receiveSome(int sock, kj::byte* into, size_t size, kj::AutoCloseFd& fd, Deadline deadline) {
@@ -79,6 +57,33 @@ void receiveExactly(int sock, kj::byte* into, size_t size, kj::AutoCloseFd& fd, 
 }
 
 }  // namespace
+
+int64_t nowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool ready(int sock, short events, Deadline deadline) {
+  for (;;) {
+    int timeout = -1;
+    if (deadline != kForever) {
+      int64_t left = deadline - nowMs();
+      if (left <= 0) return false;
+      timeout = int(left);
+    }
+    pollfd p{sock, events, 0};
+    int n = ::poll(&p, 1, timeout);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(std::string("poll: ") + strerror(errno));
+    if (n > 0) return true;
+  }
+}
+
+void waitFor(int sock, short events, Deadline deadline) {
+  if (!ready(sock, events, deadline))
+    fail("timed out waiting for the other end of the mtapy socket");
+}
 
 void fail(const std::string& what) {
   throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(what));

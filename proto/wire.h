@@ -3,7 +3,7 @@
 //              one sendmsg() per message (MSG_NOSIGNAL, so no SIGPIPE is ever raised in the
 //              MTA), an optional fd as SCM_RIGHTS on the first byte, poll() for deadlines.
 // DIAGNOSTICS  Every failure throws a kj::Exception whose description says what happened.
-// SEE ALSO     policy.capnp, the daemon's async side in workerd/connection.c++
+// SEE ALSO     policy.capnp, datagram.h (the call sockets), workerd/framed-read.c++ (async side)
 #pragma once
 
 #include <capnp/message.h>
@@ -20,6 +20,12 @@ namespace mtapy::wire {
 using Deadline = int64_t;
 constexpr Deadline kForever = -1;
 Deadline deadlineIn(int64_t milliseconds);
+int64_t nowMs();
+
+// Whether `sock` became ready for poll() `events` before `deadline`.
+bool ready(int sock, short events, Deadline deadline);
+// The same, but throws "timed out ..." at the deadline.
+void waitFor(int sock, short events, Deadline deadline);
 
 // Larger messages are refused: 16 MiB is far above any header block an MTA sends us.
 constexpr size_t kMaxMessageWords = 2 << 20;

@@ -71,21 +71,21 @@ class Daemon:
         self.stage = stage
         self.dir = stage / "run" / name
         self.dir.mkdir(mode=0o755)
-        self.socket = self.dir / "mtapy.sock"
+        self.socket_dir = self.dir
         self.admin = self.dir / "admin.sock"
         self.readsocket = self.dir / "readsocket.sock"
         self.log_path = self.dir / "workerd.log"
         self.config = self.dir / "workerd.toml"
         self.config.write_text(textwrap.dedent(f"""\
             [daemon]
-            socket = "{self.socket}"
+            socket_dir = "{self.dir}"
             admin_socket = "{self.admin}"
             pylib = "{stage / 'pylib'}"
             log_level = "info"
             {daemon_extra}
             """) + pools)
         self.shim_conf = self.dir / "shim.conf"
-        self.shim_conf.write_text(f"socket = {self.socket}\ntimeout = 5s\n")
+        self.shim_conf.write_text(f"socket_dir = {self.dir}\ntimeout = 5s\n")
         self.shim_conf.chmod(0o644)
         self.process = None
 
@@ -123,6 +123,9 @@ class Daemon:
         """mtapyctl call; returns (exit status, stdout without the final newline, stderr)."""
         r = self.ctl("call", pool, fn, *args)
         return r.returncode, r.stdout[:-1] if r.stdout.endswith("\n") else r.stdout, r.stderr
+
+    def pool_socket(self, pool):
+        return self.dir / "pools" / f"{pool}.sock"
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -45,7 +45,7 @@ def harness(stage):
 def shim_conf(d, pool=None, timeout="5s"):
     """A shim.conf for daemon `d`, naming `pool` if given; returns its path."""
     path = d.dir / f"shim-{pool or 'any'}-{timeout}.conf"
-    path.write_text(f"socket = {d.socket}\ntimeout = {timeout}\n" +
+    path.write_text(f"socket_dir = {d.dir}\ntimeout = {timeout}\n" +
                     (f"pool = {pool}\n" if pool else ""))
     path.chmod(0o644)
     return path

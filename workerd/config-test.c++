@@ -32,7 +32,7 @@ TEST_CASE("a complete pool parses with its names resolved") {
   std::vector<std::string> errors;
   Config config = parse(R"(
 [daemon]
-socket = "/tmp/m.sock"
+socket_dir = "/tmp/m"
 [pools.exim]
 clients = ["Debian-exim", 0]
 user = "mtapy"
@@ -42,10 +42,11 @@ process_limit = 3
 timeout = "250ms"
 on_error = "accept"
 on_error_value = "false"
+readsocket = "/tmp/m/exim.readsocket"
 )",
                         errors);
   REQUIRE(errors.empty());
-  CHECK(config.socket == "/tmp/m.sock");
+  CHECK(config.socketDir == "/tmp/m");
   REQUIRE(config.pools.size() == 1);
   const PoolConfig& pool = config.pools[0];
   CHECK(pool.name == "exim");
@@ -56,6 +57,23 @@ on_error_value = "false"
   CHECK(pool.timeoutMs == 250);
   CHECK(pool.onError == OnError::kAccept);
   CHECK(pool.onErrorValue == "false");
+  CHECK(pool.readsocket == "/tmp/m/exim.readsocket");
+}
+
+TEST_CASE("the daemon-wide sockets of the forwarding design are refused with what replaced them") {
+  std::vector<std::string> errors;
+  parse(R"([daemon]
+socket = "/run/mtapy/mtapy.sock"
+readsocket = "/run/mtapy/readsocket.sock"
+[pools.a]
+clients = ["root"]
+user = "mtapy"
+policy = "/etc/mtapy/policy.py"
+)",
+        errors);
+  REQUIRE(errors.size() == 2);
+  CHECK(errors[0].find(":2: daemon.socket: replaced by socket_dir") != std::string::npos);
+  CHECK(errors[1].find(":3: daemon.readsocket: moved into the pool") != std::string::npos);
 }
 
 TEST_CASE("defaults are the safe ones: temporary failure on error") {

@@ -183,7 +183,10 @@ PoolConfig readPool(const std::string& name, const toml::table& table, const std
   in.count("max_use_jitter", pool.maxUseJitter, 0, 1 << 30);
   in.duration("throttle_time", pool.throttleTimeMs);
   in.duration("start_timeout", pool.startTimeoutMs);
-  in.count("queue_limit", pool.queueLimit, 0, 1 << 20);
+  in.count("queue_limit", pool.queueLimit, 0, 1 << 16);
+  in.text("readsocket", pool.readsocket);
+  if (!pool.readsocket.empty() && pool.readsocket[0] != '/')
+    in.error("readsocket", "expected the absolute path of the ${readsocket} socket");
   unsigned memoryMb = 0;
   in.count("memory_limit_mb", memoryMb, 0, 1 << 20);
   pool.memoryLimitBytes = uint64_t(memoryMb) << 20;
@@ -194,9 +197,16 @@ PoolConfig readPool(const std::string& name, const toml::table& table, const std
 void readDaemon(const toml::table& table, const std::string& path, Config& config,
                 std::vector<std::string>& errors) {
   Reader in(table, "daemon", path, errors);
-  in.text("socket", config.socket);
+  in.text("socket_dir", config.socketDir);
   in.text("admin_socket", config.adminSocket);
-  in.text("readsocket", config.readsocket);
+  // Moved: calls go straight to a pool's workers now, each pool on its own sockets.
+  if (in.take("socket")) {
+    in.error("socket", "replaced by socket_dir: each pool now listens on "
+                       "SOCKET_DIR/pools/NAME.sock (see deploy/workerd.toml)");
+  }
+  if (in.take("readsocket")) {
+    in.error("readsocket", "moved into the pool: readsocket = \"...\" in [pools.NAME]");
+  }
   in.text("pylib", config.pylib);
   in.text("log_level", config.logLevel);
   in.text("log_target", config.logTarget);

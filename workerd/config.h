@@ -34,15 +34,15 @@ struct PoolConfig {
   unsigned maxUseJitter = 0;        // plus up to this many (gunicorn max_requests_jitter)
   unsigned throttleTimeMs = 60000;  // wait after a worker fails to start (Postfix throttle_time)
   unsigned startTimeoutMs = 60000;  // a worker must have imported the policy by then
-  unsigned queueLimit = 100;        // calls that may wait for a free worker
+  unsigned queueLimit = 100;        // calls that may wait in the kernel for a free worker
+  std::string readsocket;           // "" = no ${readsocket} listener for this pool
   uint64_t memoryLimitBytes = 0;    // RLIMIT_AS per worker; 0 = none
 };
 
 struct Config {
   std::string path;
-  std::string socket = "/run/mtapy/mtapy.sock";
+  std::string socketDir = "/run/mtapy";  // pools/NAME.sock, uid/UID.sock
   std::string adminSocket = "/run/mtapy/admin.sock";
-  std::string readsocket;  // "" = no ${readsocket} listener
   std::string pylib = MTAPY_DEFAULT_PYLIB;
   std::string logLevel = "info";
   std::string logTarget = "stderr";

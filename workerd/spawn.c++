@@ -1,4 +1,4 @@
-// spawn.c++ - fork+exec one mtapy-worker with its end of a socketpair as fd 3
+// spawn.c++ - fork+exec one mtapy-worker with the pool's sockets and its own channel
 #include "spawn.h"
 
 #include <kj/debug.h>
@@ -10,55 +10,67 @@
 #include <vector>
 
 namespace mtapy::workerd {
+namespace {
 
-Spawned spawnWorker(const std::string& program, const PoolConfig& pool, const std::string& pylib) {
-  std::vector<std::string> args = {program,
-                                   "--pool",
-                                   pool.name,
-                                   "--user",
-                                   pool.user,
-                                   "--uid",
-                                   std::to_string(pool.uid),
-                                   "--gid",
-                                   std::to_string(pool.gid),
-                                   "--policy",
-                                   pool.policy,
-                                   "--pylib",
-                                   pylib,
-                                   "--module-name",
-                                   pool.moduleName,
-                                   "--memory-limit",
-                                   std::to_string(pool.memoryLimitBytes)};
+std::string joined(const std::vector<uid_t>& uids) {
+  std::string out;
+  for (uid_t uid : uids) out += (out.empty() ? "" : ",") + std::to_string(uid);
+  return out;
+}
+
+}  // namespace
+
+Spawned ExecSpawner::spawn(const PoolConfig& pool, const WorkerSpec& spec) {
+  std::vector<std::string> args = {
+      program_, "--pool", pool.name, "--user", pool.user, "--uid", std::to_string(pool.uid),
+      "--gid", std::to_string(pool.gid), "--policy", pool.policy, "--pylib", pylib_,
+      "--module-name", pool.moduleName, "--memory-limit", std::to_string(pool.memoryLimitBytes),
+      "--slot", std::to_string(spec.slot), "--clients", joined(pool.clients), "--timeout-ms",
+      std::to_string(pool.timeoutMs), "--max-use", std::to_string(spec.maxUse), "--fail-open",
+      pool.onError == OnError::kAccept ? "1" : "0", "--on-error-value", pool.onErrorValue,
+      "--lines", spec.lines >= 0 ? "1" : "0"};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  int pair[2];
+  int pair[2], output[2];
   KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
   kj::AutoCloseFd ours(pair[0]), theirs(pair[1]);
+  KJ_SYSCALL(pipe2(output, O_CLOEXEC));
+  kj::AutoCloseFd outRead(output[0]), outWrite(output[1]);
   int devnull;
   KJ_SYSCALL(devnull = open("/dev/null", O_RDONLY | O_CLOEXEC));
   kj::AutoCloseFd nullInput(devnull);
+  // The child puts each descriptor in its place; none of the sources may sit on 0-6.
+  int sources[] = {devnull, output[1], output[1], pair[1], spec.calls, spec.scoreboard,
+                   spec.lines};
+  int moved[7];
+  for (int i = 0; i < 7; i++) {
+    if (sources[i] < 0) {
+      moved[i] = -1;
+      continue;
+    }
+    KJ_SYSCALL(moved[i] = fcntl(sources[i], F_DUPFD_CLOEXEC, 10));
+  }
+  KJ_DEFER(for (int fd : moved) if (fd >= 0) close(fd));
 
   pid_t pid;
   KJ_SYSCALL(pid = fork());
   if (pid == 0) {
     // Child: async-signal-safe calls only, then exec. A new session has no controlling
-    // terminal (policy code could otherwise push keystrokes into root's with TIOCSTI), stdin
-    // is /dev/null, and nothing the daemon inherited reaches the worker but stderr.
-    if (setsid() < 0 || dup2(devnull, 0) < 0) _exit(127);
-    if (pair[1] == 3)
-      fcntl(3, F_SETFD, 0);
-    else if (dup2(pair[1], 3) < 0)
-      _exit(127);
-    close_range(4, ~0U, 0);
+    // terminal (policy code could otherwise push keystrokes into root's with TIOCSTI).
+    if (setsid() < 0) _exit(127);
+    for (int i = 0; i < 7; i++) {
+      if (moved[i] >= 0 && dup2(moved[i], i) < 0) _exit(127);
+    }
+    close_range(moved[6] >= 0 ? 7 : 6, ~0U, 0);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    execv(program.c_str(), argv.data());
+    execv(program_.c_str(), argv.data());
     _exit(127);
   }
-  return {pid, kj::mv(ours)};
+  return {pid, kj::mv(ours), kj::mv(outRead)};
 }
 
 }  // namespace mtapy::workerd

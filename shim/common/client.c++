@@ -1,7 +1,6 @@
-// client.c++ - the shim's one connection to mtapy-workerd, per MTA process
+// client.c++ - the shim's socket to its pool, one per MTA process
 #include "client.h"
 
-#include "settings.h"
 
 #include <kj/debug.h>
 
@@ -29,18 +28,29 @@ void disconnect() {
   connection.fd = -1;
 }
 
-void connectToDaemon(const Settings& s) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+void connectToPool(const Settings& s) {
+  std::string path = poolSocket(s);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) wire::fail(std::string("socket: ") + strerror(errno));
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  strncpy(address.sun_path, s.socket.c_str(), sizeof address.sun_path - 1);
-  // A Unix connect never blocks: EAGAIN means a full backlog, an overloaded daemon.
-  if (::connect(fd, (sockaddr*)&address, sizeof address) < 0) {
+  // An address of our own (abstract, chosen by the kernel): answers come back to it.
+  sockaddr_un self{};
+  self.sun_family = AF_UNIX;
+  sockaddr_un pool{};
+  pool.sun_family = AF_UNIX;
+  strncpy(pool.sun_path, path.c_str(), sizeof pool.sun_path - 1);
+  if (bind(fd, (sockaddr*)&self, sizeof(sa_family_t)) < 0 ||
+      ::connect(fd, (sockaddr*)&pool, sizeof pool) < 0) {
     int error = errno;
     close(fd);
-    wire::fail("cannot reach mtapy-workerd at " + s.socket + ": " + strerror(error) +
-               " (is it running? systemctl status mtapy-workerd)");
+    if (error == EACCES) {
+      wire::fail("uid " + std::to_string(getuid()) + " may not call the pool at " + path +
+                 " (add it to that pool's clients in workerd.toml)");
+    }
+    wire::fail("cannot reach mtapy-workerd at " + path + ": " + strerror(error) +
+               (s.pool.empty() && s.socket.empty()
+                    ? " (is it running? is uid " + std::to_string(getuid()) +
+                          " a client of exactly one pool? else set pool = in shim.conf)"
+                    : " (is it running? systemctl status mtapy-workerd)"));
   }
   connection.fd = fd;
   connection.owner = getpid();
@@ -48,35 +58,46 @@ void connectToDaemon(const Settings& s) {
 
 }  // namespace
 
-wire::Received call(capnp::MallocMessageBuilder& message, int fd) {
-  const Settings& s = settings();
+wire::Datagram call(capnp::MallocMessageBuilder& message, int fd) {
+  return call(message, fd, settings());
+}
+
+wire::Datagram call(capnp::MallocMessageBuilder& message, int fd, const Settings& s) {
   if (!s.error.empty()) wire::fail(s.error);
   if (connection.owner != getpid()) {
-    // A forked child: the inherited descriptor belongs to the parent's conversation.
+    // A forked child: the inherited socket belongs to the parent's conversation.
     if (connection.fd >= 0) close(connection.fd);
     connection.fd = -1;
   }
   auto request = message.getRoot<proto::Request>();
-  request.setId(connection.nextId++);
+  uint64_t id = connection.nextId++;
+  request.setId(id);
   if (!s.pool.empty()) request.setPool(s.pool);
   request.setTimeoutMs(s.timeoutMs);
   wire::Deadline deadline = wire::deadlineIn(s.timeoutMs + kDaemonMarginMs);
+  kj::ArrayPtr<const int> fds = fd >= 0 ? kj::arrayPtr(&fd, 1) : nullptr;
 
-  // A kept connection may have died with a restarted daemon: then send on a new one, once.
+  // A kept socket may point at the pool of a daemon that restarted: then send anew, once.
   for (int attempt = 0;; attempt++) {
     bool reused = connection.fd >= 0;
-    if (!reused) connectToDaemon(s);
+    if (!reused) connectToPool(s);
     try {
-      wire::sendMessage(connection.fd, message, fd, deadline);
-      KJ_IF_MAYBE(response, wire::receiveMessage(connection.fd, deadline)) {
-        return kj::mv(*response);
-      }
-      wire::fail("mtapy-workerd closed the connection without answering");
+      wire::sendDatagram(connection.fd, nullptr, message, fds, deadline);
+      break;
     } catch (const kj::Exception& e) {
+      bool stale = reused && attempt == 0 && !wire::wasQueueFull(e);
       disconnect();
-      bool stale = reused && attempt == 0 && e.getDescription().startsWith("sendmsg");
       if (!stale) throw;
     }
+  }
+  for (;;) {
+    KJ_IF_MAYBE(answer, wire::receiveDatagram(connection.fd, deadline)) {
+      auto reader = answer->reader();
+      // An answer to an earlier call that we gave up on (or answered twice): not ours.
+      if (reader.getRoot<proto::Response>().getId() == id) return kj::mv(*answer);
+      continue;
+    }
+    wire::fail("timed out waiting for an answer from mtapy-workerd's pool");
   }
 }
 

@@ -1,22 +1,27 @@
-// client.h - the shim's one connection to mtapy-workerd, per MTA process
-// DESCRIPTION  Connects lazily, keeps the connection for the life of the process (an Exim
-//              process serves a whole SMTP session), and makes a fresh one in a forked child
-//              (getpid() differs) without touching the parent's. No threads, no signal handlers,
-//              no change to signal dispositions: I/O is non-blocking with MSG_NOSIGNAL, and
-//              every wait is bounded by the settings' timeout.
+// client.h - the shim's socket to its pool, one per MTA process
+// DESCRIPTION  A datagram socket connected to the pool's call socket: each call is one datagram
+//              to the pool, taken by whichever worker is idle, and one answer back, straight
+//              from that worker (or from the daemon, when the worker died or overran). Made
+//              lazily, kept for the life of the process (an Exim process serves a whole SMTP
+//              session), made anew in a forked child (getpid() differs) without touching the
+//              parent's. No threads, no signal handlers, no change to signal dispositions:
+//              non-blocking I/O with MSG_NOSIGNAL, every wait bounded by the settings' timeout.
 // DIAGNOSTICS  Transport problems throw kj::Exception with a message fit for the MTA's log.
-// SEE ALSO     settings.h, proto/wire.h, proto/policy.capnp
+// SEE ALSO     settings.h, proto/datagram.h, proto/policy.capnp
 #pragma once
 
+#include "proto/datagram.h"
 #include "proto/policy.capnp.h"
-#include "proto/wire.h"
+#include "settings.h"
 
 #include <capnp/message.h>
 
 namespace mtapy::shim {
 
 // Send `request` (a proto::Request; id, pool and timeout are filled in here) with `fd`
-// attached unless it is -1, and return the daemon's Response.
-wire::Received call(capnp::MallocMessageBuilder& request, int fd);
+// attached unless it is -1, and return the pool's Response.
+wire::Datagram call(capnp::MallocMessageBuilder& request, int fd);
+// The same with `settings` in place of shim.conf's (mtapyctl).
+wire::Datagram call(capnp::MallocMessageBuilder& request, int fd, const Settings& settings);
 
 }  // namespace mtapy::shim

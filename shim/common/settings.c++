@@ -47,6 +47,8 @@ Settings parseSettings(const std::string& text, const std::string& path) {
     std::string where = path + ":" + std::to_string(number) + ": ";
     if (equals == std::string::npos || value.empty()) {
       s.error = where + "expected key = value";
+    } else if (key == "socket_dir") {
+      s.socketDir = value;
     } else if (key == "socket") {
       s.socket = value;
     } else if (key == "pool") {
@@ -55,11 +57,17 @@ Settings parseSettings(const std::string& text, const std::string& path) {
       s.timeoutMs = parseDuration(value);
       if (s.timeoutMs == 0) s.error = where + "timeout: expected e.g. 30s or 500ms";
     } else {
-      s.error = where + "unknown key " + key + " (expected socket, pool or timeout)";
+      s.error = where + "unknown key " + key + " (expected socket_dir, pool, timeout or socket)";
     }
     if (!s.error.empty()) break;
   }
   return s;
+}
+
+std::string poolSocket(const Settings& s) {
+  if (!s.socket.empty()) return s.socket;
+  if (!s.pool.empty()) return s.socketDir + "/pools/" + s.pool + ".sock";
+  return s.socketDir + "/uid/" + std::to_string(getuid()) + ".sock";
 }
 
 const Settings& settings() {

@@ -18,6 +18,9 @@ namespace {
 // Texts we format are cut to 1000 bytes: Exim dies (LOG_PANIC_DIE) when string_sprintf()
 // output passes 32 KiB, and a policy's exception text may quote anything.
 // Exim 4.96 crashes on 8 dlfunc arguments and refuses 9 or more, so FUNCTION + 6 is all we get.
+// Exim's process dies (421) on a value of some megabytes; keep far from that.
+constexpr size_t kMaxValue = 64 * 1024;
+
 int expand(uschar** yield, int argc, uschar* argv[]) {
   if (argc < 1) {
     *yield = US "mtapy: usage ${dlfunc{mtapy_exim.so}{python}{FUNCTION}{ARG}...}";
@@ -32,12 +35,19 @@ int expand(uschar** yield, int argc, uschar* argv[]) {
   auto args = call.initArgs(unsigned(argc - 1));
   for (int i = 1; i < argc; i++) args.set(unsigned(i - 1), bytes(argv[i]));
 
-  wire::Received received = shim::call(message, -1);
+  wire::Datagram received = shim::call(message, -1);
   auto reader = received.reader();
   auto response = reader.getRoot<proto::Response>();
   switch (response.which()) {
     case proto::Response::VALUE: {
       auto value = response.getValue();
+      if (value.size() > kMaxValue) {
+        *yield = string_sprintf(
+            "mtapy: %s returned %d bytes, more than an Exim expansion can safely hold (64 KiB)",
+            string_copyn(argv[0], 200), int(value.size()));
+        log_write(0, LOG_MAIN, "%s", *yield);
+        return kDefer;
+      }
       *yield = string_copyn((const uschar*)value.begin(), int(value.size()));
       return kOk;
     }

@@ -113,7 +113,7 @@ int scan(int fd, uschar** returnText) {
 
   capnp::MallocMessageBuilder message;
   describeMessage(message.initRoot<proto::Request>());
-  wire::Received received = shim::call(message, readOnly);
+  wire::Datagram received = shim::call(message, readOnly);
   auto reader = received.reader();
   auto response = reader.getRoot<proto::Response>();
   if (response.isScan()) {

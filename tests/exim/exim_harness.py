@@ -197,7 +197,7 @@ class Mtapy:
         self.shim = {}
         for pool in ("acl", "geo"):
             path = daemon.dir / f"shim-{pool}.conf"
-            path.write_text(f"socket = {daemon.socket}\npool = {pool}\ntimeout = 5s\n")
+            path.write_text(f"socket_dir = {daemon.dir}\npool = {pool}\ntimeout = 5s\n")
             path.chmod(0o644)
             self.shim[pool] = path
 
@@ -213,16 +213,17 @@ def stage_policies(stage):
     return folder
 
 
-def mtapy_pools(policies):
+def mtapy_pools(policies, readsocket):
     return pool_toml(
-        "acl", policies / "exim_test_policy.py", clients=POOL_CLIENTS, process_limit=4
+        "acl", policies / "exim_test_policy.py", clients=POOL_CLIENTS, process_limit=4,
+        readsocket=str(readsocket),
     ) + pool_toml("geo", policies / "geoip.py", clients=POOL_CLIENTS, user="mtapy-t2")
 
 
 def start_mtapy(stage, name):
     policies = stage_policies(stage)
     readsocket = stage / "run" / name / "readsocket.sock"
-    daemon = Daemon(stage, name, mtapy_pools(policies), f'readsocket = "{readsocket}"')
+    daemon = Daemon(stage, name, mtapy_pools(policies, readsocket))
     return Mtapy(daemon.start())
 
 

@@ -128,8 +128,8 @@ def sample_mtapy(stage):
     daemon = Daemon(
         stage,
         name,
-        pool_toml("exim", policies / "sample.py", clients=POOL_CLIENTS),
-        f'readsocket = "{readsocket}"',
+        pool_toml("exim", policies / "sample.py", clients=POOL_CLIENTS,
+                  readsocket=str(readsocket)),
     )
     yield daemon.start()
     daemon.stop()

@@ -46,7 +46,7 @@ def start_scan_daemon(stage, name, **pool_options):
     daemon = Daemon(stage, name, pools)
     daemon.start()
     conf = daemon.dir / "shim-scan.conf"
-    conf.write_text(f"socket = {daemon.socket}\npool = scan\ntimeout = 5s\n")
+    conf.write_text(f"socket_dir = {daemon.dir}\npool = scan\ntimeout = 5s\n")
     conf.chmod(0o644)
     return daemon, conf
 

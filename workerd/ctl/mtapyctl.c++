@@ -1,10 +1,12 @@
 // mtapyctl.c++ - talk to a running mtapy-workerd over its admin socket (root only)
-// DESCRIPTION  status: pools, workers, queue, counts and latency. call: run a policy function
-//              in a pool exactly as an MTA would, to test a policy without an MTA.
+// DESCRIPTION  status: pools, workers, counts and latency. call and scan: run a policy in a
+//              pool exactly as an MTA would, on the pool's own socket with the shim's client
+//              code (the socket's path comes from status), to test a policy without an MTA.
 // SEE ALSO     proto/admin.capnp, workerd/daemon.c++
 #include "message-split.h"
 #include "proto/admin.capnp.h"
 #include "proto/wire.h"
+#include "shim/common/client.h"
 
 #include <kj/debug.h>
 
@@ -29,8 +31,8 @@ constexpr const char* kUsage =
     "usage: mtapyctl [-s ADMIN_SOCKET] COMMAND\n"
     "\n"
     "Commands:\n"
-    "  status                   pools, workers, queue depth, per-function counts and failures,\n"
-    "                           latency p50/p99 over the last 1024 calls\n"
+    "  status                   pools, workers, per-function counts and failures,\n"
+    "                           latency p50/p99 of recent calls\n"
     "  call POOL FN [ARG...]    run FN from POOL's policy as an Exim expansion would; prints\n"
     "                           the value. Exit status: 0 value, 1 forced failure (None),\n"
     "                           2 failure (the MTA would defer), 3 cannot reach the daemon\n"
@@ -168,8 +170,9 @@ void printStatus(mtapy::proto::Status::Reader status) {
   for (auto pool : status.getPools()) {
     std::cout << "\npool " << pool.getName().cStr() << ": user " << pool.getUser().cStr()
               << ", policy " << pool.getPolicy().cStr() << "\n"
-              << "  calls " << pool.getCalls() << ", failures " << pool.getFailures() << ", queued "
-              << pool.getQueued() << ", latency p50 " << pool.getP50Micros() << " us, p99 "
+              << "  socket " << pool.getSocket().cStr() << "\n"
+              << "  calls " << pool.getCalls() << ", failures " << pool.getFailures()
+              << ", latency p50 " << pool.getP50Micros() << " us, p99 "
               << pool.getP99Micros() << " us\n";
     if (pool.getThrottledSeconds() > 0) {
       std::cout << "  THROTTLED for " << pool.getThrottledSeconds()
@@ -186,6 +189,30 @@ void printStatus(mtapy::proto::Status::Reader status) {
   }
 }
 
+// Ask the daemon at `admin` for its status.
+mtapy::wire::Received askStatus(const std::string& admin) {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<mtapy::proto::AdminRequest>().setStatus();
+  kj::AutoCloseFd sock(connectTo(admin));
+  mtapy::wire::sendMessage(sock, message, -1, mtapy::wire::deadlineIn(kTimeoutMs));
+  KJ_IF_MAYBE(received, mtapy::wire::receiveMessage(sock, mtapy::wire::deadlineIn(kTimeoutMs))) {
+    return kj::mv(*received);
+  }
+  throw std::runtime_error("the daemon closed the connection (only root may use it)");
+}
+
+// The socket of pool `name`, from the daemon's status.
+std::string poolSocketOf(const std::string& admin, const std::string& name) {
+  auto got = askStatus(admin);
+  auto reader = got.reader();
+  auto response = reader.getRoot<mtapy::proto::AdminResponse>();
+  if (response.isError()) throw std::runtime_error(response.getError().cStr());
+  for (auto pool : response.getStatus().getPools()) {
+    if (pool.getName() == name) return pool.getSocket();
+  }
+  throw std::runtime_error("no pool named " + name);
+}
+
 int run(int argc, char** argv) {
   std::string socketPath = "/run/mtapy/admin.sock";
   int i = 1;
@@ -198,14 +225,21 @@ int run(int argc, char** argv) {
     return i >= argc ? 64 : 0;
   }
   std::string command = argv[i++];
-  capnp::MallocMessageBuilder message;
-  auto request = message.initRoot<mtapy::proto::AdminRequest>();
-  kj::AutoCloseFd attached;
   if (command == "status") {
-    request.setStatus();
-  } else if (command == "call" && argc - i >= 2) {
-    auto call = request.initCall();
-    call.setId(1);
+    auto got = askStatus(socketPath);
+    auto reader = got.reader();
+    auto response = reader.getRoot<mtapy::proto::AdminResponse>();
+    if (response.isError()) {
+      std::cerr << "mtapyctl: " << response.getError().cStr() << "\n";
+      return 3;
+    }
+    printStatus(response.getStatus());
+    return 0;
+  }
+  capnp::MallocMessageBuilder message;
+  auto call = message.initRoot<mtapy::proto::Request>();
+  kj::AutoCloseFd attached;
+  if (command == "call" && argc - i >= 2) {
     call.setPool(argv[i]);
     auto expand = call.initExpand();
     expand.setFunction(kj::StringPtr(argv[i + 1]).asBytes());
@@ -214,7 +248,7 @@ int run(int argc, char** argv) {
       args.set(a, kj::StringPtr(argv[i + 2 + a]).asBytes());
   } else if (command == "scan" && argc - i >= 2) {
     try {
-      attached = buildScan(request.initCall(), argc, argv, i);
+      attached = buildScan(call, argc, argv, i);
     } catch (const std::invalid_argument& e) {
       std::cerr << "mtapyctl: " << e.what() << "\n" << kUsage;
       return 64;
@@ -223,26 +257,19 @@ int run(int argc, char** argv) {
     std::cerr << kUsage;
     return 64;
   }
-
-  kj::AutoCloseFd sock(connectTo(socketPath));
-  mtapy::wire::sendMessage(sock, message, attached == nullptr ? -1 : attached.get(),
-                           mtapy::wire::deadlineIn(kTimeoutMs));
-  auto got = mtapy::wire::receiveMessage(sock, mtapy::wire::deadlineIn(kTimeoutMs));
-  KJ_IF_MAYBE(received, got) {
-    auto reader = received->reader();
-    auto response = reader.getRoot<mtapy::proto::AdminResponse>();
-    if (response.isError()) {
-      std::cerr << "mtapyctl: " << response.getError().cStr() << "\n";
-      return 3;
-    }
-    if (response.isStatus()) {
-      printStatus(response.getStatus());
-      return 0;
-    }
-    return command == "scan" ? printScan(response.getCall()) : printCall(response.getCall());
+  mtapy::shim::Settings settings;
+  settings.pool = argv[i];
+  settings.timeoutMs = kTimeoutMs;
+  try {
+    settings.socket = poolSocketOf(socketPath, argv[i]);
+  } catch (const std::runtime_error& e) {
+    std::cerr << "mtapyctl: " << e.what() << "\n";
+    return 3;
   }
-  std::cerr << "mtapyctl: the daemon closed the connection (only root may use it)\n";
-  return 3;
+  auto got = mtapy::shim::call(message, attached == nullptr ? -1 : attached.get(), settings);
+  auto reader = got.reader();
+  auto response = reader.getRoot<mtapy::proto::Response>();
+  return command == "scan" ? printScan(response) : printCall(response);
 }
 
 }  // namespace

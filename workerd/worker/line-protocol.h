@@ -1,23 +1,21 @@
-// readsocket.h - the ${readsocket} line protocol, for Exim builds without ${dlfunc}
+// line-protocol.h - the ${readsocket} line protocol, for Exim builds without ${dlfunc}
 // DESCRIPTION  One request per connection: `FUNCTION ARG ARG...` ending at a newline or at the
 //              end of the stream. Words are split on spaces and tabs; a word may be
 //              double-quoted with \" \\ \n \r escapes, which is what Exim's ${quote:...} writes.
 //              FUNCTION may be POOL:FUNCTION. The reply is the value as is (None: empty), or
-//              "DEFER: message" when the call failed; then the daemon closes the connection,
+//              "DEFER: message" when the call failed; then the worker closes the connection,
 //              which is the end of the reply for Exim.
-// SEE ALSO     deploy/exim/ (the ACL idiom), daemon.c++ (serveReadsocket)
+// SEE ALSO     deploy/exim/ (the ACL idiom), line-socket.c++ (the front end)
 #pragma once
 
 #include "proto/policy.capnp.h"
-
-#include <kj/async-io.h>
 
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace mtapy::workerd {
+namespace mtapy::worker {
 
 constexpr size_t kMaxReadsocketLine = 64 * 1024;
 
@@ -32,7 +30,4 @@ std::optional<LineRequest> parseReadsocketLine(std::string_view line, std::strin
 // What Exim reads back for `response`.
 std::string readsocketReply(proto::Response::Reader response);
 
-// Read up to the first newline or the end of the stream, at most kMaxReadsocketLine bytes.
-kj::Promise<std::string> readRequestLine(kj::AsyncIoStream& stream, std::string soFar = "");
-
-}  // namespace mtapy::workerd
+}  // namespace mtapy::worker

@@ -1,9 +1,7 @@
-// readsocket.c++ - the ${readsocket} line protocol, for Exim builds without ${dlfunc}
-#include "readsocket.h"
+// line-protocol.c++ - the ${readsocket} line protocol, for Exim builds without ${dlfunc}
+#include "line-protocol.h"
 
-#include <kj/debug.h>
-
-namespace mtapy::workerd {
+namespace mtapy::worker {
 namespace {
 
 // One word starting at `i` (past any blanks); false at the end of the line.
@@ -69,18 +67,4 @@ std::string readsocketReply(proto::Response::Reader response) {
   }
 }
 
-kj::Promise<std::string> readRequestLine(kj::AsyncIoStream& stream, std::string soFar) {
-  KJ_REQUIRE(soFar.size() <= kMaxReadsocketLine, "readsocket request line too long");
-  auto buffer = kj::heapArray<char>(4096);
-  auto read = stream.tryRead(buffer.begin(), 1, buffer.size());
-  return read.then([&stream, buffer = kj::mv(buffer),
-                    soFar = kj::mv(soFar)](size_t n) mutable -> kj::Promise<std::string> {
-    soFar.append(buffer.begin(), n);
-    auto newline = soFar.find('\n');
-    if (newline != std::string::npos) return soFar.substr(0, newline);
-    if (n == 0) return kj::mv(soFar);  // end of stream: the request is whatever came
-    return readRequestLine(stream, kj::mv(soFar));
-  });
-}
-
-}  // namespace mtapy::workerd
+}  // namespace mtapy::worker

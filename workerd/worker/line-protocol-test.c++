@@ -1,10 +1,10 @@
-// readsocket-test.c++ - ${readsocket} request lines and replies as Exim writes and reads them
-#include "readsocket.h"
+// line-protocol-test.c++ - ${readsocket} request lines and replies as Exim writes and reads them
+#include "line-protocol.h"
 
 #include <capnp/message.h>
 #include <doctest/doctest.h>
 
-using namespace mtapy::workerd;
+using namespace mtapy::worker;
 
 namespace {
 

@@ -1,0 +1,292 @@
+// supervisor.c++ - one pool's worker processes: spawn, hello, reap, throttle, retire, drain
+#include "supervisor.h"
+
+#include "framed-read.h"
+#include "proto/worker.capnp.h"
+
+#include <kj/debug.h>
+#include <spdlog/spdlog.h>
+
+#include <sys/wait.h>
+#include <algorithm>
+#include <csignal>
+#include <random>
+
+namespace mtapy::workerd {
+namespace {
+
+constexpr auto kKillGrace = 200 * kj::MILLISECONDS;  // time for the stack dump before SIGKILL
+constexpr auto kRetireGrace = 10 * kj::SECONDS;      // a stopping worker's last call, at most
+constexpr auto kFirstBackoff = 1 * kj::SECONDS;
+constexpr auto kRespawnDelay = 100 * kj::MILLISECONDS;  // after a kill from outside
+constexpr size_t kMaxLine = 4096;  // a worker's output line is cut here in the log
+
+std::string describeExit(int status) {
+  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
+  int code = WEXITSTATUS(status);
+  switch (code) {
+    case 70:
+      return "could not drop privileges (exit 70)";
+    case 71:
+      return "could not load the policy (exit 71)";
+    case 72:
+      return "lost its channel to the daemon (exit 72)";
+    case 127:
+      return "could not be executed (exit 127)";
+    default:
+      return "exited with status " + std::to_string(code);
+  }
+}
+
+// A failure of the policy or the pool's setup, as opposed to a kill from outside.
+bool policyFailed(int status, bool timedOut) {
+  if (timedOut) return true;
+  if (WIFSIGNALED(status)) return WTERMSIG(status) != SIGKILL;
+  return WEXITSTATUS(status) != 0;
+}
+
+}  // namespace
+
+struct Supervisor::Worker {
+  enum State { kStarting, kReady, kStopping };
+  pid_t pid;
+  uint32_t slot;
+  kj::Maybe<pid_t> reap;  // for UnixEventPort::onChildExit()
+  kj::Own<kj::AsyncCapabilityStream> control;
+  kj::Own<kj::AsyncInputStream> output;
+  State state = kStarting;
+  bool timedOut = false;  // killed by start_timeout
+  bool ready = false;     // said Hello
+  kj::Promise<void> hello = nullptr, copying = nullptr;
+};
+
+Supervisor::Supervisor(const PoolConfig& config, Spawner& spawner, WorkerSpec descriptors,
+                       uint32_t slots, kj::AsyncIoContext& io, Events& events)
+    : config_(config),
+      spawner_(spawner),
+      descriptors_(descriptors),
+      slotsUsed_(slots, false),
+      io_(io),
+      timer_(io.provider->getTimer()),
+      events_(events),
+      throttledUntil_(timer_.now()),
+      tasks_(*this) {}
+
+Supervisor::~Supervisor() noexcept {
+  for (auto& w : workers_) kill(w->pid, SIGKILL);
+}
+
+void Supervisor::start() {
+  ensureWorkers();
+}
+
+bool Supervisor::live() const {
+  return std::any_of(workers_.begin(), workers_.end(),
+                     [](auto& w) { return w->state != Worker::kStopping; });
+}
+
+bool Supervisor::throttled() const {
+  return timer_.now() < throttledUntil_;
+}
+
+uint32_t Supervisor::throttledSeconds() const {
+  auto left = throttledUntil_ - timer_.now();
+  return left > 0 * kj::SECONDS ? uint32_t(left / kj::SECONDS) + 1 : 0;
+}
+
+pid_t Supervisor::pidIn(uint32_t slot) const {
+  for (auto& w : workers_) {
+    if (w->slot == slot) return w->pid;
+  }
+  return 0;
+}
+
+void Supervisor::ensureWorkers() {
+  if (stopping_ || throttled()) return;
+  while (workers_.size() < config_.processLimit) {
+    try {
+      spawnOne();
+    } catch (const kj::Exception& e) {  // out of fds or processes: try again later
+      throttle(std::string("cannot start a worker: ") + e.getDescription().cStr());
+      return;
+    }
+  }
+}
+
+void Supervisor::throttle(const std::string& why) {
+  backoff_ = std::min(std::max(backoff_ * 2, kFirstBackoff), config_.throttleTimeMs * kj::MILLISECONDS);
+  throttledUntil_ = timer_.now() + backoff_;
+  spdlog::error("pool {}: {}; no new worker for {} ms (backoff up to throttle_time); calls "
+                "get on_error meanwhile when no worker is left",
+                config_.name, why, backoff_ / kj::MILLISECONDS);
+  tasks_.add(timer_.atTime(throttledUntil_).then([this]() {
+    ensureWorkers();
+    events_.readinessChanged();
+  }));
+  events_.readinessChanged();
+}
+
+void Supervisor::spawnOne() {
+  auto slot = std::find(slotsUsed_.begin(), slotsUsed_.end(), false);
+  KJ_ASSERT(slot != slotsUsed_.end(), "no free scoreboard slot");
+  WorkerSpec spec = descriptors_;
+  spec.slot = uint32_t(slot - slotsUsed_.begin());
+  static std::mt19937 random{std::random_device{}()};
+  spec.maxUse =
+      config_.maxUse + (config_.maxUseJitter ? random() % (config_.maxUseJitter + 1) : 0);
+  Spawned spawned = spawner_.spawn(config_, spec);
+  *slot = true;
+  auto worker = std::make_unique<Worker>();
+  Worker& w = *worker;
+  w.pid = spawned.pid;
+  w.slot = spec.slot;
+  w.reap = spawned.pid;
+  w.control = io_.lowLevelProvider->wrapUnixSocketFd(kj::mv(spawned.control));
+  w.output = io_.lowLevelProvider->wrapInputFd(kj::mv(spawned.output));
+  w.hello = awaitHello(w).eagerlyEvaluate(nullptr);
+  w.copying = copyOutput(w).eagerlyEvaluate(nullptr);
+  pid_t pid = w.pid;
+  tasks_.add(timer_.afterDelay(config_.startTimeoutMs * kj::MILLISECONDS).then([this, pid]() {
+    Worker* late = find(pid);
+    if (late == nullptr || late->state != Worker::kStarting) return;
+    spdlog::error("pool {}: worker pid {} did not load its policy within {} ms "
+                  "(start_timeout); killing it",
+                  config_.name, pid, config_.startTimeoutMs);
+    late->timedOut = true;
+    late->state = Worker::kStopping;
+    kill(pid, SIGKILL);
+  }));
+  tasks_.add(io_.unixEventPort.onChildExit(w.reap).then([this, pid](int status) {
+    exited(pid, status);
+  }));
+  workers_.push_back(kj::mv(worker));
+}
+
+kj::Promise<void> Supervisor::awaitHello(Worker& w) {
+  return readFramed(*w.control, timer_).then(
+      [this, &w](kj::Maybe<wire::Received> got) {
+        KJ_IF_MAYBE(message, got) {
+          auto reader = message->reader();
+          auto hello = reader.getRoot<proto::Hello>();
+          if (hello.isBootError()) {
+            auto failure = hello.getBootError();
+            spdlog::error("{}{}", failure.getMessage().cStr(),
+                          failure.getTraceback().size()
+                              ? "\n" + std::string(failure.getTraceback().cStr())
+                              : "");
+            w.state = Worker::kStopping;  // it exits on its own
+            return;
+          }
+          if (w.state != Worker::kStarting) return;
+          w.state = Worker::kReady;
+          w.ready = true;
+          backoff_ = 0 * kj::SECONDS;
+          events_.readinessChanged();
+        }
+        // else: it died before saying hello; exited() tells why
+      },
+      [this, &w](kj::Exception&& e) {
+        spdlog::error("pool {}: worker pid {} sent an unreadable hello: {}", config_.name, w.pid,
+                      e.getDescription().cStr());
+        w.state = Worker::kStopping;
+        kill(w.pid, SIGKILL);
+      });
+}
+
+kj::Promise<void> Supervisor::copyOutput(Worker& w) {
+  auto buffer = kj::heapArray<char>(kMaxLine);
+  auto read = w.output->tryRead(buffer.begin(), 1, buffer.size());
+  return read.then([this, &w, buffer = kj::mv(buffer)](size_t n) mutable -> kj::Promise<void> {
+    if (n == 0) return kj::READY_NOW;  // the worker and its children closed it
+    // One write of the worker is usually one event (a failure with its traceback): keep it
+    // together in one log entry; split only at the size cap.
+    std::string text(buffer.begin(), n);
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    if (!text.empty()) spdlog::info("pool {} worker pid {}: {}", config_.name, w.pid, text);
+    return copyOutput(w);
+  });
+}
+
+void Supervisor::killOverrun(pid_t pid) {
+  Worker* w = find(pid);
+  if (w == nullptr) return;
+  w->state = Worker::kStopping;
+  kill(pid, SIGUSR2);  // faulthandler prints the stack to its output, which we log
+  tasks_.add(timer_.afterDelay(kKillGrace).then([this, pid]() {
+    if (find(pid) != nullptr) kill(pid, SIGKILL);
+  }));
+  events_.readinessChanged();
+}
+
+Supervisor::Worker* Supervisor::find(pid_t pid) {
+  for (auto& w : workers_) {
+    if (w->pid == pid) return w.get();
+  }
+  return nullptr;
+}
+
+void Supervisor::exited(pid_t pid, int status) {
+  auto it =
+      std::find_if(workers_.begin(), workers_.end(), [pid](auto& w) { return w->pid == pid; });
+  if (it == workers_.end()) return;
+  Worker& w = **it;
+  bool wasReady = w.ready;
+  bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  std::string why = describeExit(status);
+  if (!clean && !stopping_) spdlog::warn("pool {}: worker pid {} {}", config_.name, pid, why);
+  bool failedToStart = !clean && !stopping_ && !w.ready;
+  bool throttling = failedToStart && policyFailed(status, w.timedOut);
+  uint32_t slot = w.slot;
+  slotsUsed_[slot] = false;
+  workers_.erase(it);
+  events_.workerExited(slot, pid, why, wasReady);
+  if (throttling) {
+    throttle("a worker failed to start");
+  } else if (failedToStart) {
+    tasks_.add(timer_.afterDelay(kRespawnDelay).then([this]() { ensureWorkers(); }));
+  } else {
+    ensureWorkers();
+  }
+  events_.readinessChanged();
+  if (stopping_ && workers_.empty()) {
+    KJ_IF_MAYBE(f, stopped_) (*f)->fulfill();
+    stopped_ = nullptr;
+  }
+}
+
+kj::Promise<void> Supervisor::stop() {
+  stopping_ = true;
+  for (auto& w : workers_) {
+    w->state = Worker::kStopping;
+    pid_t pid = w->pid;
+    tasks_.add(w->control->write("d", 1).then([]() {}, [](kj::Exception&&) {}));
+    tasks_.add(timer_.afterDelay(config_.timeoutMs * kj::MILLISECONDS + kRetireGrace)
+                   .then([this, pid]() {
+                     if (find(pid) == nullptr) return;
+                     spdlog::warn("pool {}: worker pid {} did not stop in time; killing it",
+                                  config_.name, pid);
+                     kill(pid, SIGKILL);
+                   }));
+  }
+  if (workers_.empty()) return kj::READY_NOW;
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  stopped_ = kj::mv(paf.fulfiller);
+  return kj::mv(paf.promise);
+}
+
+std::vector<Supervisor::View> Supervisor::workers() const {
+  std::vector<View> out;
+  for (auto& w : workers_) {
+    const char* state = w->state == Worker::kStarting   ? "starting"
+                        : w->state == Worker::kStopping ? "stopping"
+                                                        : nullptr;
+    out.push_back({w->pid, w->slot, state});
+  }
+  return out;
+}
+
+void Supervisor::taskFailed(kj::Exception&& exception) {
+  spdlog::error("pool {}: internal error: {}", config_.name, exception.getDescription().cStr());
+}
+
+}  // namespace mtapy::workerd

@@ -1,0 +1,81 @@
+// dispatch.c++ - run one validated request in the policy and build its Response
+#include "dispatch.h"
+
+#include <unistd.h>
+#include <algorithm>
+#include <cstdio>
+
+namespace mtapy::worker {
+namespace {
+
+using Kind = proto::Failure::Kind;
+
+void logLine(const std::string& line) {
+  // Our stderr is a pipe the daemon reads into its log, one event per write.
+  std::string text = line + "\n";
+  (void)!write(2, text.data(), text.size());
+}
+
+bool failed(const PoolFacts& pool, proto::Request::Reader request, const std::string& message,
+            const std::string& traceback, proto::Response::Builder response) {
+  logLine(calls::failureLine(pool.name, calls::functionName(request), request.getMessageId(),
+                             message, traceback));
+  calls::answerFailure(response, request.which(), Kind::POLICY_ERROR, message, pool.onError);
+  return true;
+}
+
+bool runExpand(PythonHost& python, const PoolFacts& pool, proto::Request::Reader request,
+               proto::Response::Builder response) {
+  auto call = request.getExpand();
+  Outcome outcome = python.expand(call.getFunction(), call.getArgs());
+  switch (outcome.code) {
+    case Outcome::kValue:
+      response.setValue(kj::arrayPtr(reinterpret_cast<const kj::byte*>(outcome.value.data()),
+                                     outcome.value.size()));
+      return false;
+    case Outcome::kForcedFail:
+      response.setForcedFail();
+      return false;
+    default:
+      return failed(pool, request, outcome.value, outcome.traceback, response);
+  }
+}
+
+bool runLocalScan(PythonHost& python, const PoolFacts& pool, proto::Request::Reader request,
+                  int body, proto::Response::Builder response) {
+  python.localScan(request, body, response);
+  if (!response.isFailure()) return false;
+  auto failure = response.getFailure();
+  return failed(pool, request, failure.getMessage().cStr(), failure.getTraceback().cStr(),
+                response);
+}
+
+}  // namespace
+
+bool PoolFacts::allows(uid_t uid) const {
+  return uid == 0 || std::find(clients.begin(), clients.end(), uid) != clients.end();
+}
+
+bool dispatch(PythonHost& python, const PoolFacts& pool, proto::Request::Reader request, int body,
+              proto::Response::Builder response) {
+  response.setId(request.getId());
+  switch (request.which()) {
+    case proto::Request::EXPAND:
+      return runExpand(python, pool, request, response);
+    case proto::Request::LOCAL_SCAN:
+      return runLocalScan(python, pool, request, body, response);
+    default:
+      refuse(pool, Kind::BAD_REQUEST, "this worker does not serve that kind of request", response);
+      return true;
+  }
+}
+
+void refuse(const PoolFacts& pool, Kind kind, const std::string& why,
+            proto::Response::Builder response) {
+  logLine("pool " + pool.name + ": refused a call: " + why);
+  auto failure = response.initFailure();
+  failure.setKind(kind);
+  failure.setMessage(why);
+}
+
+}  // namespace mtapy::worker
