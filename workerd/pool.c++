@@ -120,7 +120,7 @@ kj::Promise<void> Pool::scanDeadlines() {
                    config_.name, function, pid);
       answerLost(i, Kind::TIMEOUT,
                  function + " did not answer within " +
-                     std::to_string((call.deadlineNs - call.startedNs) / 1000000) + " ms",
+                     std::to_string((call.deadlineNs - call.startedNs + 500000) / 1000000) + " ms",
                  pid);
       supervisor_.killOverrun(pid);
     }

@@ -74,6 +74,8 @@ wire::Datagram call(capnp::MallocMessageBuilder& message, int fd, const Settings
   request.setId(id);
   if (!s.pool.empty()) request.setPool(s.pool);
   request.setTimeoutMs(s.timeoutMs);
+  // A full queue may hold us at most our own timeout; then the pool is overloaded.
+  wire::Deadline queued = wire::deadlineIn(s.timeoutMs);
   wire::Deadline deadline = wire::deadlineIn(s.timeoutMs + kDaemonMarginMs);
   kj::ArrayPtr<const int> fds = fd >= 0 ? kj::arrayPtr(&fd, 1) : nullptr;
 
@@ -82,7 +84,7 @@ wire::Datagram call(capnp::MallocMessageBuilder& message, int fd, const Settings
     bool reused = connection.fd >= 0;
     if (!reused) connectToPool(s);
     try {
-      wire::sendDatagram(connection.fd, nullptr, message, fds, deadline);
+      wire::sendDatagram(connection.fd, nullptr, message, fds, queued);
       break;
     } catch (const kj::Exception& e) {
       bool stale = reused && attempt == 0 && !wire::wasQueueFull(e);

@@ -4,6 +4,7 @@
 #include <kj/debug.h>
 
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <cerrno>
 
@@ -25,6 +26,13 @@ void watch(int epoll, int fd, uint32_t events) {
     if (sockets.lines >= 0) more = serveLine(worker, sockets.lines) || more;
   }
   _exit(0);
+}
+
+// Recycled after max_use calls: exit, unless the daemon asked for a drain meanwhile.
+[[noreturn]] void retire(Worker& worker, const Sockets& sockets) {
+  char word = 0;
+  if (recv(sockets.control, &word, 1, MSG_DONTWAIT) == 1 && word == 'd') drain(worker, sockets);
+  _exit(0);  // the daemon replaces us
 }
 
 }  // namespace
@@ -55,7 +63,7 @@ void serve(Worker& worker, const Sockets& sockets) {
       bool took = fd == sockets.calls   ? serveDatagram(worker, fd)
                   : fd == sockets.lines ? serveLine(worker, fd)
                                         : false;
-      if (took && ++served >= worker.pool.maxUse) _exit(0);  // recycled: the daemon replaces us
+      if (took && ++served >= worker.pool.maxUse) retire(worker, sockets);
     }
   }
 }
