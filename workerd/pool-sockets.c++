@@ -118,7 +118,9 @@ PoolSockets::PoolSockets(const PoolConfig& pool, const std::string& socketDir)
   allowOnly(callPath, pool.clients);
   if (!linesPath_.empty()) {
     int fd;
-    KJ_SYSCALL(fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    // Non-blocking: a worker woken with others must not block in accept() when one of them
+    // took the connection.
+    KJ_SYSCALL(fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     lines = kj::AutoCloseFd(fd);
     bindTo(lines, linesPath_);
     allowOnly(linesPath_, pool.clients);

@@ -35,9 +35,12 @@ def test_failures_answer_defer_with_the_reason(exim_readsocket):
         == b"DEFER: ZeroDivisionError: division by zero"
     )
     assert ask(exim_readsocket, "acl:no_such").startswith(b"DEFER: LookupError: ")
-    # root is a client of two pools here, so the pool must be named
-    assert ask(exim_readsocket, "tri true").startswith(b"DEFER: ")
-    assert ask(exim_readsocket, "nosuchpool:tri true").startswith(b"DEFER: ")
+    # Each pool has its own ${readsocket} socket: a bare name is that pool's function, and
+    # naming another pool is refused with where to go instead.
+    assert ask(exim_readsocket, "tri true") == b"true"
+    assert ask(exim_readsocket, "geo:tri true") == (
+        b"DEFER: malformed request: this socket serves pool acl, not geo "
+        b"(use that pool's readsocket)")
 
 
 def test_blanks_separate_words(exim_readsocket):
