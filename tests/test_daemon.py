@@ -19,6 +19,7 @@ import subprocess
 import time
 
 import pytest
+import random
 
 from conftest import BUILD, pool_toml, wait_for, write_policy
 
@@ -876,3 +877,102 @@ def test_a_policys_log_lines_reach_the_daemons_log(make_daemon, stage):
     d = make_daemon(pool_toml("a", policy))
     assert d.call("a", "f")[0] == 0
     assert wait_for(lambda: "logs.py: elspy: hello from the policy" in d.log()), d.log()
+
+
+# ---- faults on the one-hop path: every call still gets an answer --------------------------------
+
+FAULT_POLICY = """
+    import ctypes, os, time
+    def pid():
+        return str(os.getpid())
+    def hang():
+        time.sleep(30)
+        return "too late"
+    def exits():
+        os._exit(3)
+    def segfaults():
+        ctypes.string_at(0)
+    def echo(x):
+        return x
+    def slow_echo(x):
+        time.sleep(0.005)  # so that kills land mid-call
+        return x
+"""
+
+
+def call_in_background(harness, conf, fn, *args):
+    return subprocess.Popen([str(harness), str(harness.parent / "mtapy_exim.so"), "call", fn,
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "MTAPY_SHIM_CONF": str(conf)})
+
+
+def busy_worker_pid(d):
+    found = re.search(r"worker pid (\d+) busy", d.ctl("status").stdout)
+    return int(found[1]) if found else None
+
+
+@pytest.mark.parametrize("fail_open", [False, True], ids=["tempfail", "fail-open"])
+@pytest.mark.parametrize("fault", ["sigkill", "sigstop", "os_exit", "segfault"])
+def test_a_worker_lost_mid_call_is_answered_with_on_error_in_time(make_daemon, stage, harness,
+                                                                  fault, fail_open):
+    policy = write_policy(stage, "faults.py", FAULT_POLICY)
+    options = dict(on_error="accept", on_error_value="open") if fail_open else {}
+    d = make_daemon(pool_toml("a", policy, process_limit=2, timeout="1s", **options),
+                    name=f"fault-{fault}-{fail_open}")
+    conf = shim_conf(d, timeout="5s")
+    fn = {"sigkill": "hang", "sigstop": "hang", "os_exit": "exits", "segfault": "segfaults"}[fault]
+    started = time.monotonic()
+    call = call_in_background(harness, conf, fn)
+    if fault in ("sigkill", "sigstop"):
+        assert wait_for(lambda: busy_worker_pid(d), timeout=5), d.ctl("status").stdout
+        os.kill(busy_worker_pid(d), signal.SIGKILL if fault == "sigkill" else signal.SIGSTOP)
+    out, err = call.communicate(timeout=10)
+    took = time.monotonic() - started
+    assert took < 1.0 + 1.0, took  # within timeout + 1 s
+    if fail_open:
+        assert out == b"rc=0\nopen\n", (out, err)
+    else:
+        assert out.startswith(b"rc=1\nmtapy: "), (out, err)  # DEFER: Exim answers 451
+    # The pool recovers: the next calls are answered by the policy.
+    assert wait_for(lambda: exim_call(harness, conf, "echo", "back") == (OK, b"back")), d.log()
+
+
+def test_sixteen_clients_with_workers_killed_at_random_get_right_answers_or_on_error(
+        make_daemon, stage, harness):
+    policy = write_policy(stage, "chaos.py", FAULT_POLICY)
+    d = make_daemon(pool_toml("a", policy, process_limit=4, timeout="2s"))
+    conf = shim_conf(d, timeout="3s")
+    # Each client process calls echo(client-N) for 10 s and prints every result.
+    clients = [subprocess.Popen(
+        [str(harness), str(harness.parent / "mtapy_exim.so"), "repeat", "1000000", "slow_echo",
+         f"client-{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "MTAPY_SHIM_CONF": str(conf), "DLFUNC_HARNESS_EVERY": "1",
+             "DLFUNC_HARNESS_SECONDS": "10"})
+        for i in range(16)]
+    end = time.monotonic() + 10
+    kills = 0
+    while time.monotonic() < end:
+        pids = [int(p) for p in re.findall(r"worker pid (\d+) (?:busy|idle)",
+                                           d.ctl("status").stdout)]
+        if pids:
+            try:
+                os.kill(random.choice(pids), signal.SIGKILL)
+                kills += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(random.uniform(0.05, 0.3))
+    assert kills >= 10
+    answers = deferred = 0
+    for i, c in enumerate(clients):
+        out, err = c.communicate(timeout=30)
+        for line in out.decode(errors="replace").splitlines():
+            if not line.startswith("each "):
+                continue
+            if line == f"each rc=0 client-{i}":
+                answers += 1
+            else:  # on_error: DEFER (rc 1) with mtapy's reason, never a wrong or empty value
+                assert line.startswith("each rc=1 mtapy: "), line
+                deferred += 1
+    assert answers > 1000 and deferred >= 1, (answers, deferred, kills)
+    assert d.process.poll() is None, d.log()
+    assert exim_call(harness, conf, "echo", "after") == (OK, b"after")

@@ -173,10 +173,18 @@ int main(int argc, char **argv) {
   if (took == NULL) return 1;
   const char *pause = getenv("DLFUNC_HARNESS_PAUSE_MS");
   long pause_ms = pause ? strtol(pause, NULL, 10) : 0;
+  /* $DLFUNC_HARNESS_SECONDS ends a repeat early; $DLFUNC_HARNESS_EVERY prints every result. */
+  const char *seconds = getenv("DLFUNC_HARNESS_SECONDS");
+  double until = seconds ? now_us() + strtod(seconds, NULL) * 1e6 : 0;
+  int every = getenv("DLFUNC_HARNESS_EVERY") != NULL;
   int rc = 0;
   long failures = 0;
   uschar *yield = NULL;
   for (long i = 0; i < n; i++) {
+    if (until > 0 && now_us() > until) {
+      n = i;
+      break;
+    }
     if (i > 0) {
       exim_store_reset();  /* Exim resets its store between expansions */
       if (pause_ms > 0) {
@@ -192,6 +200,7 @@ int main(int argc, char **argv) {
     double start = now_us();
     rc = python(&yield, call_argc, call_argv);
     took[i] = now_us() - start;
+    if (every) printf("each rc=%d %s\n", rc, yield ? (char *)yield : "(null)");
     if (rc != OK) {
       failures++;
       if (n > 1) {
