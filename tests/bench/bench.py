@@ -8,13 +8,19 @@ Per repetition and mode (unpinned: the scheduler's choice; pinned: `taskset -c 0
 process, servers and daemon included, which its workers inherit), in this order:
   raw_c1        rawpp: 64 B ping-pong over a Unix SOCK_STREAM socket, blocking, 1 client
   rpc1_c1/c16   rpc1: EzRpcServer with embedded CPython, EzRpcClient per client process
-  mtapy_c1/c16  shimbench: real mtapy_exim.so -> real mtapy-workerd -> worker, process_limit 2
+  mtapy_c1/c16  shimbench: real mtapy_exim.so -> a worker of a real mtapy-workerd's pool (one
+                hop: the pool's SOCK_DGRAM socket, SOCKET_DIR/pools/bench.sock), process_limit 2
+  old_c1/c16    with --old-build: the same against a build of the old design (shim -> daemon ->
+                worker -> daemon -> shim; [daemon] socket), run alongside in the same servers
   iso_base      200 quick calls through mtapy, nothing else running
   iso_block     the same while another client's call sleeps 1 s in the policy
   fc_raw        fork -> child raw connect + 64 B ping-pong (floor)
   fc_preload    fork -> child calls through the shim that the parent dlopen()ed (no call)
+  old_fc_preload  the same through the old build's shim and daemon (with --old-build)
   fc_dlopen     fork -> child dlopen()s the shim, then calls
-  rss_*         VmRSS of the daemon, its workers and the rpc1 server
+  rss_*         VmRSS of the daemon, its workers and the rpc1 server (and the old daemon's)
+CPU per call: /proc/PID/stat utime+stime of the daemon and of its workers before and after
+each test, divided by the calls made (warm-up included).
 Tables give the median over repetitions of each run's figure; ratios are computed per run and
 then the median is taken (the method of docs/design.md section 4).
 """
@@ -57,16 +63,40 @@ def log(*words):
     print(*words, file=sys.stderr, flush=True)
 
 
-def make_stage(build, bench_bin):
+PROGRAMS = ("workerd/mtapy-workerd", "workerd/mtapy-worker", "workerd/mtapyctl",
+            "shim/mtapy_exim.so")
+
+
+def source_of(build):
+    """The source folder a CMake build folder was configured from (its CMakeCache.txt)."""
+    m = re.search(r"^CMAKE_HOME_DIRECTORY:INTERNAL=(.*)$",
+                  (build / "CMakeCache.txt").read_text(), re.M)
+    if not m:
+        raise RuntimeError(f"{build}/CMakeCache.txt names no source folder")
+    return pathlib.Path(m[1])
+
+
+def old_commit(build):
+    r = subprocess.run(["git", "-C", str(source_of(build)), "log", "-1", "--format=%h %s"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else "?"
+
+
+def make_stage(build, bench_bin, old_build=None):
     root = pathlib.Path(tempfile.mkdtemp(prefix="mtapy-bench-"))
     root.chmod(0o755)
     shutil.copytree(TOP / "pylib", root / "pylib",
                     ignore=shutil.ignore_patterns("__pycache__", "tests"))
     bin_dir = root / "bin"
     bin_dir.mkdir()
-    for program in ("workerd/mtapy-workerd", "workerd/mtapy-worker", "workerd/mtapyctl",
-                    "shim/mtapy_exim.so"):
+    for program in PROGRAMS:
         shutil.copy2(build / program, bin_dir)
+    if old_build:  # the old design: its own binaries and its own pylib
+        shutil.copytree(source_of(old_build) / "pylib", root / "pylib-old",
+                        ignore=shutil.ignore_patterns("__pycache__", "tests"))
+        (root / "bin-old").mkdir()
+        for program in PROGRAMS:
+            shutil.copy2(old_build / program, root / "bin-old")
     for program in ("rawpp", "rpc1", "shimbench"):
         shutil.copy2(bench_bin / program, bin_dir)
     (root / "policy.py").write_text(POLICY)
@@ -76,42 +106,69 @@ def make_stage(build, bench_bin):
     return root
 
 
-class Servers:
-    """rawpp server, rpc1 server and mtapy-workerd, all started with the same CPU prefix."""
+POOL_TOML = """\
+[pools.bench]
+clients = ["root"]
+user = "{user}"
+policy = "{policy}"
+process_limit = 2
+timeout = "10s"
+max_use = 100000000
+max_use_jitter = 0
+"""
 
-    def __init__(self, stage, name, prefix):
-        self.stage, self.prefix = stage, prefix
+
+class Servers:
+    """rawpp server, rpc1 server and mtapy-workerd (with old=True also the old build's daemon),
+    all started with the same CPU prefix."""
+
+    def __init__(self, stage, name, prefix, old=False):
+        self.stage, self.prefix, self.old = stage, prefix, old
         self.dir = stage / "run" / name
         self.dir.mkdir(mode=0o755)
         self.raw_sock = self.dir / "raw.sock"
         self.rpc1_sock = self.dir / "rpc1.sock"
-        self.socket = self.dir / "mtapy.sock"
         self.admin = self.dir / "admin.sock"
         self.config = self.dir / "workerd.toml"
+        pool = POOL_TOML.format(user=POOL_USER, policy=stage / "policy.py")
+        # The one-hop design: the pool's socket is SOCKET_DIR/pools/bench.sock.
         self.config.write_text(textwrap.dedent(f"""\
             [daemon]
-            socket = "{self.socket}"
+            socket_dir = "{self.dir}"
             admin_socket = "{self.admin}"
             pylib = "{stage / 'pylib'}"
             log_level = "info"
 
-            [pools.bench]
-            clients = ["root"]
-            user = "{POOL_USER}"
-            policy = "{stage / 'policy.py'}"
-            process_limit = 2
-            timeout = "10s"
-            max_use = 100000000
-            max_use_jitter = 0
-            """))
+            """) + pool)
         self.shim_conf = self.dir / "shim.conf"
-        self.shim_conf.write_text(f"socket = {self.socket}\ntimeout = 5s\npool = bench\n")
-        for p in (self.config, self.shim_conf):
+        self.shim_conf.write_text(f"socket_dir = {self.dir}\ntimeout = 5s\npool = bench\n")
+        files = [self.config, self.shim_conf]
+        if old:  # the old design: one daemon socket, the daemon forwards each call
+            self.old_dir = self.dir / "old"
+            self.old_dir.mkdir(mode=0o755)
+            self.old_socket = self.old_dir / "mtapy.sock"
+            self.old_admin = self.old_dir / "admin.sock"
+            self.old_config = self.old_dir / "workerd.toml"
+            self.old_config.write_text(textwrap.dedent(f"""\
+                [daemon]
+                socket = "{self.old_socket}"
+                admin_socket = "{self.old_admin}"
+                pylib = "{stage / 'pylib-old'}"
+                log_level = "info"
+
+                """) + pool)
+            self.old_shim_conf = self.old_dir / "shim.conf"
+            self.old_shim_conf.write_text(f"socket = {self.old_socket}\ntimeout = 5s\npool = bench\n")
+            files += [self.old_config, self.old_shim_conf]
+        for p in files:
             p.chmod(0o644)
         self.procs = {}
 
     def bin(self, name):
         return str(self.stage / "bin" / name)
+
+    def old_bin(self, name):
+        return str(self.stage / "bin-old" / name)
 
     def start(self):
         self.log = open(self.dir / "servers.log", "ab")
@@ -122,41 +179,47 @@ class Servers:
         self.procs["daemon"] = subprocess.Popen(
             self.prefix + [self.bin("mtapy-workerd"), "--config", str(self.config)],
             stdout=self.log, stderr=subprocess.STDOUT)
+        if self.old:
+            self.procs["old_daemon"] = subprocess.Popen(
+                self.prefix + [self.old_bin("mtapy-workerd"), "--config", str(self.old_config)],
+                stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             for name, p in self.procs.items():
                 if p.poll() is not None:
                     raise RuntimeError(f"{name} exited; see {self.dir / 'servers.log'}")
             if self.raw_sock.exists() and self.rpc1_sock.exists() and self.admin.exists() \
-                    and self.ready():
+                    and self.ready() and (not self.old or (self.old_admin.exists()
+                                                           and self.ready(old=True))):
                 return self
             time.sleep(0.05)
         raise RuntimeError(f"servers did not become ready; see {self.dir / 'servers.log'}")
 
-    def ready(self):
-        r = subprocess.run([self.bin("mtapyctl"), "-s", str(self.admin), "status"],
-                           capture_output=True, text=True, timeout=30)
-        return r.returncode == 0 and r.stdout.count(" idle,") >= 1 and self.idle_workers() >= 2
+    def status(self, old=False):
+        ctl = self.old_bin("mtapyctl") if old else self.bin("mtapyctl")
+        admin = self.old_admin if old else self.admin
+        return subprocess.run([ctl, "-s", str(admin), "status"],
+                              capture_output=True, text=True, timeout=30)
 
-    def worker_pids(self):
-        pid = self.procs["daemon"].pid
+    def ready(self, old=False):
+        """Both workers of the pool idle."""
+        r = self.status(old)
+        return r.returncode == 0 and len(re.findall(r"\bidle\b", r.stdout)) >= 2
+
+    def worker_pids(self, daemon="daemon"):
+        pid = self.procs[daemon].pid
         try:
             children = pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         except OSError:
             return []
         return [int(c) for c in children]
 
-    def daemon_p50(self):
-        """The pool's p50 as the daemon measures it (KJ timer, last 1024 calls), in µs."""
-        r = subprocess.run([self.bin("mtapyctl"), "-s", str(self.admin), "status"],
-                           capture_output=True, text=True, timeout=30)
-        m = re.search(r"latency p50 (\d+)", r.stdout)
+    def daemon_p50(self, old=False):
+        """The pool's p50 in µs as `mtapyctl status` reports it (last 1024 calls). New design:
+        each worker's own time per call (request taken -> answer sent, in the scoreboard). Old
+        design: the daemon's KJ timer from request read to reply."""
+        m = re.search(r"latency p50 (\d+)", self.status(old).stdout)
         return float(m[1]) if m else None
-
-    def idle_workers(self):
-        r = subprocess.run([self.bin("mtapyctl"), "-s", str(self.admin), "status"],
-                           capture_output=True, text=True, timeout=30)
-        return len(re.findall(r"\bidle\b", r.stdout))
 
     def stop(self):
         for p in self.procs.values():
@@ -231,14 +294,18 @@ def run(cmd, env=None, timeout=300, server_pids=None, calls_for_cpu=0):
 
 def one_run(stage, name, pinned, a):
     prefix = ["taskset", "-c", "0"] if pinned else []
-    s = Servers(stage, name, prefix).start()
+    old = a.old_build is not None
+    s = Servers(stage, name, prefix, old=old).start()
     env = {**os.environ, "MTAPY_SHIM_CONF": str(s.shim_conf)}
     so = s.bin("mtapy_exim.so")
     res = {}
     try:
         time.sleep(0.3)  # let the workers finish importing and settle
-        res["rss_daemon_start"] = rss_kb(s.procs["daemon"].pid)
-        res["rss_worker_start"] = max(rss_kb(p) or 0 for p in s.worker_pids())
+        daemons = ["daemon"] + (["old_daemon"] if old else [])
+        for d in daemons:
+            res[f"rss_{d}_start"] = rss_kb(s.procs[d].pid)
+            res[f"rss_{d.replace('daemon', 'worker')}_start"] = max(rss_kb(p) or 0
+                                                                   for p in s.worker_pids(d))
         res["rss_rpc1_start"] = rss_kb(s.procs["rpc1"].pid)
         warm16 = max(50, a.warmup // 16)
         daemon_side = lambda: {"daemon": [s.procs["daemon"].pid], "workers": s.worker_pids()}
@@ -257,6 +324,14 @@ def one_run(stage, name, pinned, a):
             ("mtapy_c16", [s.bin("shimbench"), "load", so, "16", str(a.calls), str(warm16)],
              daemon_side, c16),
         ]
+        if old:  # the old design right after the new one, through its own shim and daemon
+            old_so = s.old_bin("mtapy_exim.so")
+            old_side = lambda: {"daemon": [s.procs["old_daemon"].pid],
+                                "workers": s.worker_pids("old_daemon")}
+            tests.insert(3, ("old_c1", [s.bin("shimbench"), "load", old_so, "1", str(a.calls),
+                                        str(a.warmup)], old_side, c1))
+            tests.append(("old_c16", [s.bin("shimbench"), "load", old_so, "16", str(a.calls),
+                                      str(warm16)], old_side, c16))
         # Isolation: a.iso_pairs pairs (alone, during a block), alternating which goes first;
         # each run's figure is the median over its pairs.
         for i in range(a.iso_pairs):
@@ -267,12 +342,17 @@ def one_run(stage, name, pinned, a):
         tests += [
             ("fc_raw", [s.bin("rawpp"), "fork", str(s.raw_sock), str(a.forks)], dict, 0),
             ("fc_preload", [s.bin("shimbench"), "fork-preload", so, str(a.forks)], dict, 0),
-            ("fc_dlopen", [s.bin("shimbench"), "fork-dlopen", so, str(a.forks)], dict, 0),
         ]
+        if old:
+            tests.append(("old_fc_preload", [s.bin("shimbench"), "fork-preload", old_so,
+                                             str(a.forks)], dict, 0))
+        tests.append(("fc_dlopen", [s.bin("shimbench"), "fork-dlopen", so, str(a.forks)], dict, 0))
+        old_env = {**os.environ, "MTAPY_SHIM_CONF": str(s.old_shim_conf)} if old else None
         for test, cmd, pids, cpu_calls in tests:
-            res[test] = run(prefix + cmd, env=env, server_pids=pids(), calls_for_cpu=cpu_calls)
-            if test == "mtapy_c1":  # the daemon's own view: from request read to reply
-                res[test]["daemon_p50"] = s.daemon_p50()
+            res[test] = run(prefix + cmd, env=old_env if test.startswith("old_") else env,
+                            server_pids=pids(), calls_for_cpu=cpu_calls)
+            if test in ("mtapy_c1", "old_c1"):  # the pool's own view of its calls
+                res[test]["daemon_p50"] = s.daemon_p50(old=test == "old_c1")
             log(f"  {name} {test}: {res[test]}")
         for test in ("iso_base", "iso_block"):
             pairs = [res.pop(f"{test}#{i}") for i in range(a.iso_pairs)]
@@ -280,8 +360,10 @@ def one_run(stage, name, pinned, a):
             res[test]["overlapped"] = min(p["overlapped"] for p in pairs)
             res[test]["slow_rc"] = max(p["slow_rc"] for p in pairs)
         time.sleep(0.3)
-        res["rss_daemon_after"] = rss_kb(s.procs["daemon"].pid)
-        res["rss_worker_after"] = max(rss_kb(p) or 0 for p in s.worker_pids())
+        for d in daemons:
+            res[f"rss_{d}_after"] = rss_kb(s.procs[d].pid)
+            res[f"rss_{d.replace('daemon', 'worker')}_after"] = max(rss_kb(p) or 0
+                                                                   for p in s.worker_pids(d))
         res["rss_rpc1_after"] = rss_kb(s.procs["rpc1"].pid)
         res["workers"] = len(s.worker_pids())
     finally:
@@ -330,7 +412,7 @@ def syscall_run(stage, a):
             for label, servers, client in [
                     ("mtapy", {"daemon": [s.procs["daemon"].pid], "workers": s.worker_pids()},
                      [s.bin("shimbench"), "load", so, "1", str(n), "0"]),
-                    ("one hop", {"rpc1 server": [s.procs["rpc1"].pid]},
+                    ("rpc1 (one capnp hop)", {"rpc1 server": [s.procs["rpc1"].pid]},
                      [s.bin("rpc1"), "client", str(s.rpc1_sock), "1", str(n), "0"])]:
                 counters = {}
                 for role, pids in servers.items():
@@ -378,6 +460,8 @@ def fmt(v, digits=1):
 
 def report(runs, a, started, load_before, load_after):
     modes = ("unpinned", "pinned")
+    old = a.old_build is not None
+    old_name = f"old design ({a.old_commit.split()[0]})" if old else ""
 
     def col(mode, test, key):
         return med([r[test][key] for r in runs[mode]])
@@ -395,8 +479,13 @@ def report(runs, a, started, load_before, load_after):
         ("raw_c1", "floor: raw Unix SOCK_STREAM ping-pong 64 B, 1 client"),
         ("rpc1_c1", "floor: one capnp hop into embedded Python (EzRpc), 1 client"),
         ("rpc1_c16", "floor: one capnp hop into embedded Python, 16 clients"),
-        ("mtapy_c1", "**mtapy: shim → workerd → worker, 1 client**"),
-        ("mtapy_c16", "**mtapy: shim → workerd → worker, 16 clients**"),
+        ("mtapy_c1", "**mtapy: shim → pool socket → worker (one hop), 1 client**"),
+        ("mtapy_c16", "**mtapy: shim → pool socket → worker (one hop), 16 clients**"),
+    ]
+    if old:
+        rows += [("old_c1", f"{old_name}: shim → workerd → worker → workerd, 1 client"),
+                 ("old_c16", f"{old_name}: shim → workerd → worker → workerd, 16 clients")]
+    rows += [
         ("iso_base", "isolation: 200 quick mtapy calls, alone"),
         ("iso_block", "isolation: 200 quick mtapy calls while another call sleeps 1 s"),
     ]
@@ -408,46 +497,73 @@ def report(runs, a, started, load_before, load_after):
     w(f"### First call in a freshly forked process (fork → answer in the child; {a.forks} forks per run)\n")
     w("| path | unpinned p50 / p99 µs | pinned p50 / p99 µs |")
     w("|---|---|---|")
-    for test, label in [("fc_raw", "floor: child does raw connect + 64 B ping-pong"),
-                        ("fc_preload", "**parent dlopen()ed the shim (no call), child calls**"),
-                        ("fc_dlopen", "child dlopen()s the shim, then calls")]:
+    rows = [("fc_raw", "floor: child does raw connect + 64 B ping-pong"),
+            ("fc_preload", "**parent dlopen()ed the shim (no call), child calls**")]
+    if old:
+        rows.append(("old_fc_preload", f"{old_name}: parent dlopen()ed its shim, child calls"))
+    rows.append(("fc_dlopen", "child dlopen()s the shim, then calls"))
+    for test, label in rows:
         cells = [f"{fmt(col(m, test, 'p50'))} / {fmt(col(m, test, 'p99'))}" for m in modes]
         w(f"| {label} | {cells[0]} | {cells[1]} |")
     w("")
     w("### CPU per call, µs, warm-up calls included (median of per-run figures)\n")
     w("Client: the bench program and its forked clients (RUSAGE_CHILDREN). Server: the rawpp or "
       "rpc1 server; for mtapy the daemon and its 2 workers separately (/proc/PID/stat utime+stime "
-      "deltas, 10 ms ticks: ±0.5 µs at these call counts).\n")
+      "before and after the test, divided by the calls made; 10 ms ticks: ±0.5 µs at these call "
+      "counts).\n")
     w("| test | unpinned client / server (daemon + workers) | pinned client / server (daemon + workers) |")
     w("|---|---|---|")
 
     def cpu_cell(m, test):
         text = f"{fmt(col(m, test, 'cpu_client'))} / {fmt(col(m, test, 'cpu_server'))}"
-        if test.startswith("mtapy"):
+        if test.startswith(("mtapy", "old")):
             text += f" ({fmt(col(m, test, 'cpu_daemon'))} + {fmt(col(m, test, 'cpu_workers'))})"
         return text
 
-    for test, label in [("raw_c1", "raw ping-pong, 1 client"), ("rpc1_c1", "one hop, 1 client"),
-                        ("mtapy_c1", "mtapy, 1 client"), ("rpc1_c16", "one hop, 16 clients"),
-                        ("mtapy_c16", "mtapy, 16 clients")]:
+    rows = [("raw_c1", "raw ping-pong, 1 client"), ("rpc1_c1", "one hop, 1 client"),
+            ("mtapy_c1", "mtapy, 1 client")]
+    rows += [("old_c1", f"{old_name}, 1 client")] if old else []
+    rows += [("rpc1_c16", "one hop, 16 clients"), ("mtapy_c16", "mtapy, 16 clients")]
+    rows += [("old_c16", f"{old_name}, 16 clients")] if old else []
+    for test, label in rows:
         w(f"| {label} | {cpu_cell('unpinned', test)} | {cpu_cell('pinned', test)} |")
     w("")
-    w("mtapy, 1 client, p50 as the daemon itself reports it (`mtapyctl status`, last 1024 calls): "
+    w("mtapy, 1 client, p50 as `mtapyctl status` reports it (last 1024 calls): "
       f"unpinned {fmt(col('unpinned', 'mtapy_c1', 'daemon_p50'))} µs, "
-      f"pinned {fmt(col('pinned', 'mtapy_c1', 'daemon_p50'))} µs. It is read from the KJ timer, "
-      "whose time only advances when the loop waits, so it undercounts (0 when everything shares "
-      "one CPU); unpinned it roughly shows the daemon → worker → daemon part of the call.")
+      f"pinned {fmt(col('pinned', 'mtapy_c1', 'daemon_p50'))} µs: each worker's own time per "
+      "call, from taking the request to sending the answer (the scoreboard; whole µs).")
+    if old:
+        w(f"The {old_name}'s daemon reports unpinned {fmt(col('unpinned', 'old_c1', 'daemon_p50'))} µs, "
+          f"pinned {fmt(col('pinned', 'old_c1', 'daemon_p50'))} µs, read from its KJ timer "
+          "(request read → reply), whose time only advances when the loop waits, so it undercounts.")
     w("")
     w("### Ratios within a run (median of per-run ratios) and targets\n")
     w("| ratio | unpinned median (per-run range) | pinned median (per-run range) | target |")
     w("|---|---|---|---|")
     ratios = [
-        ("mtapy 1 client p50 / one-hop p50", lambda r: r["mtapy_c1"]["p50"] / r["rpc1_c1"]["p50"], "≤ 1.5"),
+        ("mtapy 1 client p50 / one-hop p50", lambda r: r["mtapy_c1"]["p50"] / r["rpc1_c1"]["p50"], "≤ 1.2"),
         ("mtapy 1 client p99 / one-hop p99", lambda r: r["mtapy_c1"]["p99"] / r["rpc1_c1"]["p99"], "–"),
         ("mtapy 16 clients calls/s / one-hop 16 clients calls/s",
-         lambda r: r["mtapy_c16"]["cps"] / r["rpc1_c16"]["cps"], "≥ 0.8"),
+         lambda r: r["mtapy_c16"]["cps"] / r["rpc1_c16"]["cps"], "≥ 0.8 (earlier target)"),
         ("mtapy 1 client calls/s / one-hop 1 client calls/s",
          lambda r: r["mtapy_c1"]["cps"] / r["rpc1_c1"]["cps"], "–"),
+    ]
+    if old:
+        ratios += [
+            (f"{old_name} 1 client p50 / one-hop p50",
+             lambda r: r["old_c1"]["p50"] / r["rpc1_c1"]["p50"], "–"),
+            (f"{old_name} 16 clients calls/s / one-hop 16 clients calls/s",
+             lambda r: r["old_c16"]["cps"] / r["rpc1_c16"]["cps"], "–"),
+            (f"**mtapy p50 / {old_name} p50, 1 client**",
+             lambda r: r["mtapy_c1"]["p50"] / r["old_c1"]["p50"], "–"),
+            (f"**mtapy calls/s / {old_name} calls/s, 16 clients**",
+             lambda r: r["mtapy_c16"]["cps"] / r["old_c16"]["cps"], "–"),
+            (f"mtapy server CPU per call / {old_name}'s, 1 client",
+             lambda r: r["mtapy_c1"]["cpu_server"] / r["old_c1"]["cpu_server"], "–"),
+            (f"first call, preloaded: mtapy / {old_name} (p50)",
+             lambda r: r["fc_preload"]["p50"] / r["old_fc_preload"]["p50"], "–"),
+        ]
+    ratios += [
         ("one-hop p50 / raw ping-pong p50", lambda r: r["rpc1_c1"]["p50"] / r["raw_c1"]["p50"], "–"),
         ("mtapy p50 / raw ping-pong p50", lambda r: r["mtapy_c1"]["p50"] / r["raw_c1"]["p50"], "–"),
         ("mtapy server-side CPU per call / one-hop server CPU per call, 1 client",
@@ -465,7 +581,16 @@ def report(runs, a, started, load_before, load_after):
         cells = ["{} ({}–{})".format(*(fmt(v, 2) for v in ratio(m, f))) for m in modes]
         w(f"| {label} | {cells[0]} | {cells[1]} | {target} |")
     w(f"| first call, preloaded, p50 (µs) | {fmt(col('unpinned', 'fc_preload', 'p50'))} | "
-      f"{fmt(col('pinned', 'fc_preload', 'p50'))} | ≤ 1,000 |")
+      f"{fmt(col('pinned', 'fc_preload', 'p50'))} | ≤ 300 |")
+    for test, label in [("mtapy_c1", "1 client"), ("mtapy_c16", "16 clients")]:
+        w(f"| mtapy-workerd (the daemon) CPU per call, µs, {label} | "
+          f"{fmt(col('unpinned', test, 'cpu_daemon'), 2)} | "
+          f"{fmt(col('pinned', test, 'cpu_daemon'), 2)} | – |")
+    if old:
+        for test, label in [("old_c1", "1 client"), ("old_c16", "16 clients")]:
+            w(f"| {old_name}: its daemon's CPU per call, µs, {label} | "
+              f"{fmt(col('unpinned', test, 'cpu_daemon'), 2)} | "
+              f"{fmt(col('pinned', test, 'cpu_daemon'), 2)} | – |")
     slow_ok = all(r["iso_block"].get("overlapped") == 1 and r["iso_block"].get("slow_rc") == 0
                   for m in modes for r in runs[m])
     slow_ms = med([r["iso_block"].get("slow_ms") for m in modes for r in runs[m]])
@@ -477,23 +602,31 @@ def report(runs, a, started, load_before, load_after):
       f"pinned {fmt(col('pinned', 'iso_block', 'max'))} µs.")
     w("")
     w("### Per-run figures, µs and calls/s (repetition N: unpinned first when N is odd, pinned first when even)\n")
-    w("| run | raw p50 | one-hop p50 | mtapy p50 | one-hop 16c calls/s | mtapy 16c calls/s | "
-      "fc_preload p50 |")
-    w("|---|---|---|---|---|---|---|")
+    head = ["raw p50", "one-hop p50", "mtapy p50"] + (["old p50"] if old else []) + \
+        ["one-hop 16c calls/s", "mtapy 16c calls/s"] + (["old 16c calls/s"] if old else []) + \
+        ["fc_preload p50"] + (["old fc_preload p50"] if old else [])
+    w("| run | " + " | ".join(head) + " |")
+    w("|---|" + "---|" * len(head))
     for m in modes:
         for i, r in enumerate(runs[m]):
-            w(f"| {m} {i + 1} | {fmt(r['raw_c1']['p50'])} | {fmt(r['rpc1_c1']['p50'])} | "
-              f"{fmt(r['mtapy_c1']['p50'])} | {fmt(r['rpc1_c16']['cps'])} | "
-              f"{fmt(r['mtapy_c16']['cps'])} | {fmt(r['fc_preload']['p50'])} |")
+            cells = [r["raw_c1"]["p50"], r["rpc1_c1"]["p50"], r["mtapy_c1"]["p50"]] + \
+                ([r["old_c1"]["p50"]] if old else []) + \
+                [r["rpc1_c16"]["cps"], r["mtapy_c16"]["cps"]] + \
+                ([r["old_c16"]["cps"]] if old else []) + [r["fc_preload"]["p50"]] + \
+                ([r["old_fc_preload"]["p50"]] if old else [])
+            w(f"| {m} {i + 1} | " + " | ".join(fmt(c) for c in cells) + " |")
     w("")
     w("### Memory (VmRSS from /proc/PID/status, KiB; median over all runs, both modes)\n")
     w("| process | just started (workers idle) | after the run's calls (idle) | target |")
     w("|---|---|---|---|")
     allruns = runs["unpinned"] + runs["pinned"]
-    for key, label, target in [("daemon", "mtapy-workerd", "≤ 20 MB"),
-                               ("worker", "mtapy worker (largest of 2; policy imports only `time`)",
-                                "≤ 15 MB + policy imports"),
-                               ("rpc1", "for scale: rpc1 one-hop server (embedded CPython + capnp)", "–")]:
+    rows = [("daemon", "mtapy-workerd", "≤ 20 MB"),
+            ("worker", "mtapy worker (largest of 2; policy imports only `time`)", "≤ 15 MB")]
+    if old:
+        rows += [("old_daemon", f"{old_name}: mtapy-workerd", "–"),
+                 ("old_worker", f"{old_name}: worker (largest of 2)", "–")]
+    rows.append(("rpc1", "for scale: rpc1 one-hop server (embedded CPython + capnp)", "–"))
+    for key, label, target in rows:
         w(f"| {label} | {fmt(med([r['rss_' + key + '_start'] for r in allruns]), 0)} | "
           f"{fmt(med([r['rss_' + key + '_after'] for r in allruns]), 0)} | {target} |")
     w("")
@@ -505,6 +638,10 @@ def report(runs, a, started, load_before, load_after):
       f"{max(50, a.warmup // 16)} warm-up calls each); {a.forks} forks per first-call test.")
     w("- mtapy pool: process_limit 2, max_use 100000000 (no recycling during the run), "
       "timeout 10s; shim timeout 5s; policy `def f(a, b): return a + b`.")
+    if old:
+        w(f"- Old design: {a.old_build} (built from {a.old_commit}), its own pylib; its daemon and "
+          "2 workers run alongside the new ones in every run (idle while the others are measured), "
+          "same pool settings; its tests run right after the new design's.")
     return "\n".join(lines)
 
 
@@ -520,13 +657,16 @@ def main():
                    help="only count syscalls and context switches per call (perf stat)")
     p.add_argument("--syscall-calls", type=int, default=20000)
     p.add_argument("--iso-pairs", type=int, default=5, help="isolation pairs per run")
+    p.add_argument("--old-build", type=pathlib.Path,
+                   help="also measure this build of the old design (daemon forwards each call)")
     a = p.parse_args()
+    a.old_commit = old_commit(a.old_build) if a.old_build else None
     if os.geteuid() != 0:
         sys.exit("bench.py: run as root (workers run as an unprivileged user)")
     ensure_user(POOL_USER)
     started = datetime.datetime.now().astimezone()
     load_before = " ".join(open("/proc/loadavg").read().split()[:3])
-    stage = make_stage(a.build, a.bin)
+    stage = make_stage(a.build, a.bin, a.old_build)
     if a.syscalls:
         try:
             print(syscall_run(stage, a))

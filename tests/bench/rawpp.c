@@ -7,6 +7,10 @@
  *                  one client process, one connection, CALLS timed round trips.
  *              rawpp fork PATH ITERATIONS
  *                  first-contact floor: fork; the child connects, writes 64 B, reads 64 B.
+ *              rawpp lines PATH CLIENTS CALLS WARMUP LINE EXPECT
+ *                  a ${readsocket} daemon driven alone, as Exim's ${readsocket} calls it: per
+ *                  call connect, write LINE and a newline, shutdown(SHUT_WR), read until EOF,
+ *                  close; the answer must be exactly EXPECT. CLIENTS processes (run_load).
  */
 #include "benchlib.h"
 
@@ -50,6 +54,36 @@ static int first_contact(void) {
   return ping();
 }
 
+static const char *line, *expect;
+
+static void no_setup(void) {}
+
+static int line_call(void) {
+  int fd = connect_to();
+  if (fd < 0) return -1;
+  char out[512], in[512];
+  int n = snprintf(out, sizeof out, "%s\n", line);
+  size_t got = 0;
+  int rc = -1;
+  if (write_full(fd, out, (size_t)n) == 0 && shutdown(fd, SHUT_WR) == 0) {
+    for (;;) {
+      ssize_t r = read(fd, in + got, sizeof in - 1 - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) break;
+      if (r == 0) {
+        in[got] = '\0';
+        rc = strcmp(in, expect) == 0 ? 0 : -1;
+        if (rc != 0) fprintf(stderr, "rawpp: answer \"%s\", expected \"%s\"\n", in, expect);
+        break;
+      }
+      got += (size_t)r;
+      if (got == sizeof in - 1) break;
+    }
+  }
+  close(fd);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "server") == 0) {
     struct sockaddr_un a = address_of(argv[2]);
@@ -75,6 +109,14 @@ int main(int argc, char **argv) {
     run_forks(atol(argv[3]), first_contact);
     return 0;
   }
-  fputs("usage: rawpp server PATH | client PATH CALLS WARMUP | fork PATH ITERATIONS\n", stderr);
+  if (argc == 8 && strcmp(argv[1], "lines") == 0) {
+    path = argv[2];
+    line = argv[6];
+    expect = argv[7];
+    run_load(atoi(argv[3]), atol(argv[4]), atol(argv[5]), no_setup, line_call);
+    return 0;
+  }
+  fputs("usage: rawpp server PATH | client PATH CALLS WARMUP | fork PATH ITERATIONS\n"
+        "     | lines PATH CLIENTS CALLS WARMUP LINE EXPECT\n", stderr);
   return 2;
 }

@@ -3,7 +3,10 @@
 # Compiles the small bench programs in a temp folder against the installed Debian packages
 # (capnp, python3.11, exim4-dev headers), stages them with the build's daemon, worker and
 # shim, runs everything unpinned and pinned (taskset -c 0), and prints markdown tables.
-# Usage (as root):  MTAPY_BUILD=build bash tests/bench/run.sh [bench.py options]
+# Usage (as root):  MTAPY_BUILD=build [MTAPY_OLD_BUILD=DIR] bash tests/bench/run.sh [bench.py options]
+#   MTAPY_OLD_BUILD: also measure a build of the old design (before 98fae6c: the daemon forwards
+#   every call), e.g. of cac056b, whose source folder (named in its CMakeCache.txt) must still
+#   exist; bench.py stages its binaries and its source's pylib.
 #   options: --calls N (20000) --warmup N (1000) --forks N (200) --reps N (3) --iso-pairs N (5)
 #            --syscalls: instead of timing, count syscalls and context switches per call (perf)
 set -euo pipefail
@@ -18,7 +21,12 @@ if [ "$(id -u)" != 0 ]; then
 fi
 for f in workerd/mtapy-workerd workerd/mtapy-worker workerd/mtapyctl shim/mtapy_exim.so; do
   [ -e "$build/$f" ] || { echo "run.sh: $build/$f is missing: build first" >&2; exit 1; }
+  if [ -n "${MTAPY_OLD_BUILD:-}" ] && [ ! -e "$MTAPY_OLD_BUILD/$f" ]; then
+    echo "run.sh: $MTAPY_OLD_BUILD/$f is missing" >&2; exit 1
+  fi
 done
+old=()
+[ -z "${MTAPY_OLD_BUILD:-}" ] || old=(--old-build "$MTAPY_OLD_BUILD")
 
 work=$(mktemp -d /tmp/mtapy-bench-bin.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -32,4 +40,4 @@ g++ -O2 -std=c++17 -Wall -Wno-unused-function -I"$work" -I"$here" \
   -o "$work/rpc1" "$here/rpc1.c++" "$work/bench.capnp.c++" \
   $(pkg-config --libs capnp-rpc) $($python-config --embed --ldflags)
 
-$python "$here/bench.py" --build "$build" --bin "$work" "$@"
+$python "$here/bench.py" --build "$build" --bin "$work" "${old[@]}" "$@"
