@@ -976,3 +976,56 @@ def test_sixteen_clients_with_workers_killed_at_random_get_right_answers_or_on_e
     assert answers > 1000 and deferred >= 1, (answers, deferred, kills)
     assert d.process.poll() is None, d.log()
     assert exim_call(harness, conf, "echo", "after") == (OK, b"after")
+
+
+def test_a_policy_cannot_flood_or_forge_the_daemons_log(make_daemon, stage):
+    policy = write_policy(stage, "noisy.py", """
+        import os, sys
+        def noisy():
+            for i in range(5000):
+                print(f"noise {i}", flush=True)
+            return "done"
+        def log_fd():
+            return os.readlink("/proc/self/fd/2")
+    """)
+    d = make_daemon(pool_toml("a", policy, process_limit=1))
+    assert d.call("a", "noisy")[:2] == (0, "done")
+    assert d.call("a", "log_fd")[1].startswith("pipe:"), "stderr must be a pipe, not the log"
+    assert wait_for(lambda: "dropped" in d.log() and "lines of worker output" in d.log()), d.log()
+    assert d.log().count("noise ") < 4500  # bounded: at most 100 entries (4 KiB each) a second
+    # Every line that does reach the log says which pool and worker wrote it.
+    assert "worker pid" in d.log().split("noise 0")[0].splitlines()[-1]
+
+
+def test_what_a_policy_forks_does_not_outlive_its_worker(make_daemon, stage):
+    policy = write_policy(stage, "forks.py", """
+        import subprocess
+        def spawn():
+            return str(subprocess.Popen(["sleep", "300"]).pid)
+    """)
+    d = make_daemon(pool_toml("a", policy, process_limit=1))
+    child = int(d.call("a", "spawn")[1])
+    assert os.path.exists(f"/proc/{child}")
+    assert d.stop() == 0
+    assert wait_for(lambda: not os.path.exists(f"/proc/{child}") or
+                    open(f"/proc/{child}/stat").read().split()[2] == "Z", timeout=5)
+
+
+def test_twenty_thousand_fuzzed_datagrams_crash_no_worker(make_daemon, stage, harness):
+    policy = write_policy(stage, "fuzzed.py", "def f(x):\n    return x\n")
+    d = make_daemon(pool_toml("a", policy, process_limit=2, queue_limit=1000))
+    rng = random.Random(7)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind("")
+    s.connect(str(d.pool_socket("a")))
+    s.setblocking(True)
+    for i in range(20000):
+        words = rng.randint(1, 24)
+        body = bytes(rng.getrandbits(8) for _ in range(words * 8))
+        # Mostly well framed (so the request parser, not the framing check, sees it).
+        head = struct.pack("<II", 0, words) if rng.random() < 0.9 else body[:8]
+        s.send(head + body)
+    s.close()
+    conf = shim_conf(d)
+    assert wait_for(lambda: exim_call(harness, conf, "f", "ok") == (OK, b"ok"), timeout=20)
+    assert "exited" not in d.log() and "killed by signal" not in d.log(), d.log()[-3000:]

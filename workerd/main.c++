@@ -11,6 +11,7 @@
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
 #include <syslog.h>
 #include <unistd.h>
 #include <csignal>
@@ -30,8 +31,12 @@ constexpr const char* kUsage =
     "                   0 when it is valid, 1 when not\n"
     "  --help           this text\n"
     "\n"
-    "Signals: TERM or INT stop after in-flight calls finish. HUP (reload) is not supported\n"
-    "yet: it is logged and ignored; restart the daemon to load new policy code.\n";
+    "Calls go straight to each pool's workers on SOCKET_DIR/pools/NAME.sock; the daemon\n"
+    "supervises them and answers for a worker that dies or overruns its deadline.\n"
+    "\n"
+    "Signals: TERM or INT refuse new callers and stop after queued calls are answered.\n"
+    "HUP (reload) is not supported yet: it is logged and ignored; restart the daemon to\n"
+    "load new policy code.\n";
 
 // mtapy-worker is installed beside us; /proc/self/exe resolves a /usr/sbin symlink.
 std::string workerProgram() {
@@ -92,6 +97,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   setUpLogging(config);
+  // Descriptors: take what the hard limit allows (LimitNOFILE in the unit raises that).
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   // Before any event loop exists: KJ reads these from a signalfd instead of handlers.
   kj::UnixEventPort::captureChildExit();

@@ -20,6 +20,7 @@ constexpr auto kRetireGrace = 10 * kj::SECONDS;      // a stopping worker's last
 constexpr auto kFirstBackoff = 1 * kj::SECONDS;
 constexpr auto kRespawnDelay = 100 * kj::MILLISECONDS;  // after a kill from outside
 constexpr size_t kMaxLine = 4096;  // a worker's output line is cut here in the log
+constexpr unsigned kLogEntriesPerSecond = 100;
 
 std::string describeExit(int status) {
   if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
@@ -70,6 +71,7 @@ Supervisor::Supervisor(const PoolConfig& config, Spawner& spawner, WorkerSpec de
       timer_(io.provider->getTimer()),
       events_(events),
       throttledUntil_(timer_.now()),
+      logWindow_(timer_.now()),
       tasks_(*this) {}
 
 Supervisor::~Supervisor() noexcept {
@@ -202,9 +204,34 @@ kj::Promise<void> Supervisor::copyOutput(Worker& w) {
     // together in one log entry; split only at the size cap.
     std::string text(buffer.begin(), n);
     while (!text.empty() && text.back() == '\n') text.pop_back();
-    if (!text.empty()) spdlog::info("pool {} worker pid {}: {}", config_.name, w.pid, text);
+    if (!text.empty() && admitLogEntry()) {
+      spdlog::info("pool {} worker pid {}: {}", config_.name, w.pid, text);
+    }
     return copyOutput(w);
   });
+}
+
+bool Supervisor::admitLogEntry() {
+  // A policy that prints in a loop must not fill the disk: at most kLogEntriesPerSecond a
+  // second per pool, and one line saying how many were dropped.
+  auto now = timer_.now();
+  if (now - logWindow_ >= 1 * kj::SECONDS && logDropped_ == 0) {
+    logWindow_ = now;
+    logEntries_ = 0;
+  }
+  if (logEntries_ < kLogEntriesPerSecond) {
+    logEntries_++;
+    return true;
+  }
+  if (logDropped_++ == 0) {
+    tasks_.add(timer_.atTime(logWindow_ + 1 * kj::SECONDS).then([this]() {
+      spdlog::warn("pool {}: dropped {} lines of worker output (over {} a second)", config_.name,
+                   logDropped_, kLogEntriesPerSecond);
+      logWindow_ = timer_.now();
+      logEntries_ = logDropped_ = 0;
+    }));
+  }
+  return false;
 }
 
 void Supervisor::killOverrun(pid_t pid) {
@@ -236,6 +263,8 @@ void Supervisor::exited(pid_t pid, int status) {
   if (!clean && !stopping_) spdlog::warn("pool {}: worker pid {} {}", config_.name, pid, why);
   bool failedToStart = !clean && !stopping_ && !w.ready;
   bool throttling = failedToStart && policyFailed(status, w.timedOut);
+  // What the policy forked dies with its worker (workers lead their own process group).
+  kill(-pid, SIGKILL);
   uint32_t slot = w.slot;
   slotsUsed_[slot] = false;
   workers_.erase(it);

@@ -61,6 +61,7 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   void throttle(const std::string& why);
   kj::Promise<void> awaitHello(Worker& w);
   kj::Promise<void> copyOutput(Worker& w);
+  bool admitLogEntry();
   void exited(pid_t pid, int status);
   Worker* find(pid_t pid);
   void taskFailed(kj::Exception&& exception) override;
@@ -75,6 +76,8 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   std::vector<std::unique_ptr<Worker>> workers_;
   kj::TimePoint throttledUntil_;
   kj::Duration backoff_ = 0 * kj::SECONDS;
+  kj::TimePoint logWindow_;
+  unsigned logEntries_ = 0, logDropped_ = 0;
   bool stopping_ = false;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> stopped_;
   kj::TaskSet tasks_;
