@@ -17,8 +17,9 @@ namespace {
 
 using Kind = proto::Failure::Kind;
 
-// Answers go back at once or never: a caller that stopped reading must not stall the pool.
-constexpr int64_t kAnswerWaitMs = 1000;
+// Answers go back at once or never: a caller that stopped reading its answers must not stall
+// the pool's workers (the answer is dropped; that caller's own deadline tells it).
+constexpr int64_t kAnswerWaitMs = 0;
 
 void reply(int sock, const wire::Address& to, capnp::MallocMessageBuilder& answer) {
   try {
