@@ -62,12 +62,12 @@ void CallSlot::begin(uint64_t requestId, uint32_t kind, uid_t uid, const wire::A
   slot_->seq.fetch_add(1, std::memory_order_release);
 }
 
-void CallSlot::end(bool failed) {
+void CallSlot::end(bool failed, int64_t endedNs) {
   const scoreboard::Call& call = slot_->call;
   slot_->seq.fetch_add(1, std::memory_order_acq_rel);
   slot_->state.store(scoreboard::kIdle, std::memory_order_release);
   slot_->seq.fetch_add(1, std::memory_order_release);
-  int64_t micros = (monotonicNs() - call.startedNs) / 1000;
+  int64_t micros = (endedNs - call.startedNs) / 1000;
   slot_->latencyMicros[slot_->latencyNext++ % scoreboard::kLatencies] =
       uint32_t(std::clamp<int64_t>(micros, 1, UINT32_MAX));
   slot_->calls++;

@@ -23,8 +23,9 @@ class CallSlot {
   void begin(uint64_t requestId, uint32_t kind, uid_t uid, const wire::Address* caller,
              int connection, const std::string& function, kj::StringPtr messageId,
              int64_t deadlineNs);
-  // It ended; `failed` if it ended in a Failure (before on_error).
-  void end(bool failed);
+  // It ended at `endedNs` (its answer built, not yet sent: the caller's own time to read it
+  // is not the policy's); `failed` if it ended in a Failure (before on_error).
+  void end(bool failed, int64_t endedNs);
 
  private:
   scoreboard::Slot* slot_;

@@ -77,8 +77,9 @@ bool serveDatagram(Worker& worker, int callSocket) {
                     &datagram->from, -1, calls::functionName(request), request.getMessageId(),
                     deadlineNs(worker.pool, request.getTimeoutMs()));
   bool failed = dispatch(worker.python, worker.pool, request, body, response);
+  int64_t ended = monotonicNs();
   reply(callSocket, datagram->from, answer);
-  worker.slot.end(failed);
+  worker.slot.end(failed, ended);
   return true;
 }
 
