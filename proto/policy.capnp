@@ -1,18 +1,19 @@
 # policy.capnp - one policy call: what an MTA shim asks and what it gets back
 #
-# WIRE  Every mtapy socket carries Cap'n Proto messages in the standard stream framing
-#       (capnp::writeMessage), strictly alternating on a connection: the caller sends one
-#       Request, then reads one Response with the same `id`. A Request may carry one open file
-#       descriptor as SCM_RIGHTS ancillary data on its first byte (the message body of
-#       localScan and doFilter). The daemon forwards the same Request to one worker of the
-#       caller's pool and the worker's Response back to the caller.
+# WIRE  A shim sends each Request as one datagram to its pool's socket
+#       (SOCKET_DIR/pools/NAME.sock, see datagram.h): whichever worker of the pool is idle takes
+#       it and sends the Response, with the same `id`, back to the shim's own address. When that
+#       worker dies or overruns the deadline, the daemon sends the Response instead, so a
+#       caller may see an answer twice and keeps the first whose id matches. A Request may
+#       carry the message body of localScan and doFilter as an SCM_RIGHTS descriptor.
 #
 # WHY NOT capnp RPC on the shim side  The RPC client needs kj-async inside the MTA process: it
-#       sets SIGPIPE to SIG_IGN process-wide, costs ~2.2 ms to dlopen (rpc-baseline.md §5, §6c)
+#       sets SIGPIPE to SIG_IGN process-wide, costs ~2.2 ms to dlopen (docs/design.md section 1)
 #       and spends three messages per call (Call, Return, Finish). A framed request/response
 #       pair keeps the shim to libcapnp + libkj, blocking I/O with MSG_NOSIGNAL, two messages.
 #
-# AUTH  The daemon learns the caller's uid from SO_PEERCRED, never from a message field.
+# AUTH  The pool socket's ACL admits only the pool's clients; the worker checks the sender's
+#       uid again from SCM_CREDENTIALS, never from a message field.
 
 @0xb30c799dd4922e6d;
 
@@ -28,8 +29,8 @@ struct Request {
   # if there are several). The caller must be allowed to use the pool either way.
 
   timeoutMs @2 :UInt32;
-  # The caller's own deadline for this call, counted from when the daemon reads it. 0: the
-  # pool's `timeout`. The daemon uses the smaller of the two.
+  # The caller's own deadline for this call, counted from when a worker takes it. 0: the
+  # pool's `timeout`. The smaller of the two applies.
 
   messageId @3 :Text;
   # The MTA's message id when known; only for logs.
