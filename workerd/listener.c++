@@ -1,6 +1,8 @@
 // listener.c++ - a Unix listening socket on the KJ loop whose connections can carry fds
 #include "listener.h"
 
+#include "pool-sockets.h"
+
 #include <kj/debug.h>
 #include <spdlog/spdlog.h>
 
@@ -34,11 +36,7 @@ void makeParent(const std::string& path) {
 int bindSocket(const std::string& path, mode_t mode) {
   makeParent(path);
   sockaddr_un address = addressOf(path);
-  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  bool live = probe >= 0 && connect(probe, (sockaddr*)&address, sizeof address) == 0;
-  if (probe >= 0) close(probe);
-  KJ_REQUIRE(!live, "another mtapy-workerd is already listening; stop it first", path);
-  unlink(path.c_str());  // a stale socket from a daemon that died
+  claimSocketPath(path);
 
   int fd;
   KJ_SYSCALL(fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));

@@ -2,6 +2,7 @@
 #include "pool.h"
 
 #include "proto/datagram.h"
+#include "worker/line-protocol.h"
 
 #include <capnp/message.h>
 #include <kj/debug.h>
@@ -138,8 +139,7 @@ void Pool::answerLost(uint32_t index, Kind kind, const std::string& message, pid
                                          message.c_str(), ""));
   auto which = proto::Request::Which(call.kind);
   if (call.connection >= 0) {
-    std::string text = onError_.failOpen ? onError_.value : "DEFER: " + message;
-    if (alive) writeToConnectionOf(alive, call.connection, text);
+    if (alive) writeToConnectionOf(alive, call.connection, lineAnswer(which, kind, message));
     return;
   }
   if (call.addressLength == 0 || call.addressLength > sizeof call.address) return;
@@ -156,6 +156,14 @@ void Pool::answerLost(uint32_t index, Kind kind, const std::string& message, pid
   } catch (const kj::Exception&) {
     // The caller is gone.
   }
+}
+
+std::string Pool::lineAnswer(proto::Request::Which which, Kind kind,
+                             const std::string& message) {
+  capnp::MallocMessageBuilder answer;
+  auto response = answer.initRoot<proto::Response>();
+  calls::answerFailure(response, which, kind, message, onError_);
+  return worker::readsocketReply(response);
 }
 
 void Pool::workerExited(uint32_t index, pid_t pid, const std::string& why, bool wasReady) {
@@ -239,7 +247,7 @@ void Pool::answerWaiting(Kind kind, const std::string& message) {
   }
   if (sockets_.lines == nullptr) return;
   for (int fd; (fd = accept4(sockets_.lines, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) {
-    std::string text = onError_.failOpen ? onError_.value : "DEFER: " + message;
+    std::string text = lineAnswer(proto::Request::EXPAND, kind, message);
     (void)!send(fd, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     close(fd);
   }

@@ -43,6 +43,9 @@ class Pool final : private Supervisor::Events, private kj::TaskSet::ErrorHandler
   // Answer the call in `slot` ourselves (its worker died or overran), once.
   void answerLost(uint32_t slot, proto::Failure::Kind kind, const std::string& message,
                   pid_t alive);
+  // What a ${readsocket} caller reads for a failed call: DEFER, or a fail-open pool's value.
+  std::string lineAnswer(proto::Request::Which which, proto::Failure::Kind kind,
+                         const std::string& message);
   kj::Promise<void> standIn();
   void answerWaiting(proto::Failure::Kind kind, const std::string& message);
   void keep(const scoreboard::Slot& slot);

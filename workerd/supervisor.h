@@ -11,7 +11,6 @@
 #pragma once
 
 #include "config.h"
-#include "proto/admin.capnp.h"
 #include "spawn.h"
 
 #include <kj/async-io.h>
