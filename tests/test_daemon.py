@@ -1029,3 +1029,21 @@ def test_twenty_thousand_fuzzed_datagrams_crash_no_worker(make_daemon, stage, ha
     conf = shim_conf(d)
     assert wait_for(lambda: exim_call(harness, conf, "f", "ok") == (OK, b"ok"), timeout=20)
     assert "exited" not in d.log() and "killed by signal" not in d.log(), d.log()[-3000:]
+
+
+def test_a_line_a_worker_writes_in_pieces_reaches_the_log_whole(make_daemon, stage):
+    # faulthandler writes a stack dump in many small writes; the log must keep its lines whole.
+    policy = write_policy(stage, "pieces.py", """
+        import sys, time
+        def pieces():
+            for part in ("File \\"", "/some/policy.py", "\\", line 8"):
+                sys.stderr.write(part)
+                sys.stderr.flush()
+                time.sleep(0.05)
+            sys.stderr.write(" in sleepy\\n")
+            sys.stderr.flush()
+            return "ok"
+    """)
+    d = make_daemon(pool_toml("a", policy, process_limit=1))
+    assert d.call("a", "pieces")[:2] == (0, "ok")
+    assert wait_for(lambda: 'File "/some/policy.py", line 8 in sleepy' in d.log()), d.log()

@@ -58,6 +58,7 @@ struct Supervisor::Worker {
   State state = kStarting;
   bool timedOut = false;  // killed by start_timeout
   bool ready = false;     // said Hello
+  std::string pending;    // output after its last newline, not logged yet
   kj::Promise<void> hello = nullptr, copying = nullptr;
 };
 
@@ -199,14 +200,18 @@ kj::Promise<void> Supervisor::copyOutput(Worker& w) {
   auto buffer = kj::heapArray<char>(kMaxLine);
   auto read = w.output->tryRead(buffer.begin(), 1, buffer.size());
   return read.then([this, &w, buffer = kj::mv(buffer)](size_t n) mutable -> kj::Promise<void> {
-    if (n == 0) return kj::READY_NOW;  // the worker and its children closed it
-    // One write of the worker is usually one event (a failure with its traceback): keep it
-    // together in one log entry; split only at the size cap.
-    std::string text(buffer.begin(), n);
+    w.pending.append(buffer.begin(), n);
+    // Whole lines only: faulthandler writes a stack dump in many small pieces. What one read
+    // brings up to its last newline is one entry, so a traceback written at once stays whole.
+    size_t end = n == 0 || w.pending.size() >= kMaxLine ? w.pending.size()
+                                                         : w.pending.rfind('\n') + 1;
+    std::string text = w.pending.substr(0, end);
+    w.pending.erase(0, end);
     while (!text.empty() && text.back() == '\n') text.pop_back();
     if (!text.empty() && admitLogEntry()) {
       spdlog::info("pool {} worker pid {}: {}", config_.name, w.pid, text);
     }
+    if (n == 0) return kj::READY_NOW;  // the worker and its children closed it
     return copyOutput(w);
   });
 }
