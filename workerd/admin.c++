@@ -7,7 +7,6 @@
 #include <kj/debug.h>
 #include <spdlog/spdlog.h>
 
-#include <unistd.h>
 
 namespace mtapy::workerd {
 namespace {
@@ -16,13 +15,8 @@ constexpr unsigned kMaxConnections = 64;
 
 }  // namespace
 
-Admin::Admin(const std::string& path, std::vector<std::unique_ptr<Pool>>& pools,
-             kj::AsyncIoContext& io)
-    : listener_(path, 0600, io),
-      pools_(pools),
-      io_(io),
-      started_(io.provider->getTimer().now()),
-      connections_(*this) {}
+Admin::Admin(const std::string& path, AdminActions& actions, kj::AsyncIoContext& io)
+    : listener_(path, 0600, io), actions_(actions), io_(io), connections_(*this) {}
 
 kj::Promise<void> Admin::run() {
   return listener_.accept().then([this](Accepted accepted) {
@@ -48,22 +42,22 @@ kj::Promise<void> Admin::serve(kj::AsyncCapabilityStream& stream, ucred peer) {
         auto request = reader.getRoot<proto::AdminRequest>();
         auto out = kj::heap<capnp::MallocMessageBuilder>();
         auto response = out->initRoot<proto::AdminResponse>();
+        kj::Promise<void> answered = kj::READY_NOW;
         if (peer.uid != 0) {
           response.setError("the admin socket is for root only");
         } else if (request.isStatus()) {
-          auto status = response.initStatus();
-          status.setPid(getpid());
-          status.setUptimeSeconds(
-              uint64_t((io_.provider->getTimer().now() - started_) / kj::SECONDS));
-          auto pools = status.initPools(unsigned(pools_.size()));
-          for (unsigned i = 0; i < pools_.size(); i++) pools_[i]->status(pools[i]);
+          actions_.status(response.initStatus());
+        } else if (request.isReload()) {
+          answered = actions_.reload(request.getReload(), response.initReload());
         } else {
           response.setError("unknown admin request (is mtapyctl newer than mtapy-workerd?)");
         }
         bool keepGoing = peer.uid == 0;
-        auto written = capnp::writeMessage(stream, *out);
-        return written.attach(kj::mv(out)).then([this, &stream, peer, keepGoing]() {
-          return keepGoing ? serve(stream, peer) : kj::Promise<void>(kj::READY_NOW);
+        return answered.then([this, &stream, peer, keepGoing, out = kj::mv(out)]() mutable {
+          auto written = capnp::writeMessage(stream, *out);
+          return written.attach(kj::mv(out)).then([this, &stream, peer, keepGoing]() {
+            return keepGoing ? serve(stream, peer) : kj::Promise<void>(kj::READY_NOW);
+          });
         });
       });
 }

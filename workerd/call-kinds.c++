@@ -1,6 +1,8 @@
 // call-kinds.c++ - the table of call kinds: what each Request kind needs and what on_error means
 #include "call-kinds.h"
 
+#include "worker/line-protocol.h"
+
 #include <kj/debug.h>
 
 #include <cstdio>
@@ -93,6 +95,14 @@ void answerFailure(proto::Response::Builder response, Which which, proto::Failur
   auto failure = response.initFailure();
   failure.setKind(kind);
   failure.setMessage(message);
+}
+
+std::string answerFailureLine(Which which, proto::Failure::Kind kind, kj::StringPtr message,
+                              const OnError& onError) {
+  capnp::MallocMessageBuilder answer;
+  auto response = answer.initRoot<proto::Response>();
+  answerFailure(response, which, kind, message, onError);
+  return worker::readsocketReply(response);
 }
 
 std::string failureLine(kj::StringPtr pool, kj::StringPtr function, kj::StringPtr messageId,

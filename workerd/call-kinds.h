@@ -45,6 +45,10 @@ std::string functionName(proto::Request::Reader request);
 void answerFailure(proto::Response::Builder response, proto::Request::Which which,
                    proto::Failure::Kind kind, kj::StringPtr message, const OnError& onError);
 
+// The same, as the ${readsocket} reply line a caller of the line front end reads.
+std::string answerFailureLine(proto::Request::Which which, proto::Failure::Kind kind,
+                              kj::StringPtr message, const OnError& onError);
+
 // The one log line for a failed call: "pool P: FN (message ID) failed: MESSAGE", and the
 // traceback on the following lines when there is one.
 std::string failureLine(kj::StringPtr pool, kj::StringPtr function, kj::StringPtr messageId,

@@ -57,6 +57,15 @@ class Reader {
     }
   }
 
+  void flag(const std::string& key, bool& into) {
+    if (const toml::node* node = take(key)) {
+      if (auto v = node->value<bool>())
+        into = *v;
+      else
+        error(key, "expected true or false");
+    }
+  }
+
   // "5s", "250ms", "2m" or a bare number of seconds.
   void duration(const std::string& key, unsigned& intoMs) {
     const toml::node* node = take(key);
@@ -190,6 +199,9 @@ PoolConfig readPool(const std::string& name, const toml::table& table, const std
   unsigned memoryMb = 0;
   in.count("memory_limit_mb", memoryMb, 0, 1 << 20);
   pool.memoryLimitBytes = uint64_t(memoryMb) << 20;
+  in.count("max_rss_mb", pool.maxRssMb, 0, 1 << 20);
+  in.count("max_open_fds", pool.maxOpenFds, 0, 1 << 20);
+  in.flag("reload_on_change", pool.reloadOnChange);
   in.reportUnknown();
   return pool;
 }

@@ -37,6 +37,9 @@ struct PoolConfig {
   unsigned queueLimit = 100;        // calls that may wait in the kernel for a free worker
   std::string readsocket;           // "" = no ${readsocket} listener for this pool
   uint64_t memoryLimitBytes = 0;    // RLIMIT_AS per worker; 0 = none
+  unsigned maxRssMb = 0;            // recycle a worker whose resident memory passed it; 0 = never
+  unsigned maxOpenFds = 0;          // recycle a worker with this many descriptors open; 0 = never
+  bool reloadOnChange = false;      // reload when the policy or a .py file beside it changes
 };
 
 struct Config {

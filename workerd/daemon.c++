@@ -3,6 +3,7 @@
 
 #include "pool-sockets.h"
 
+#include <capnp/message.h>
 #include <kj/debug.h>
 #include <spdlog/spdlog.h>
 
@@ -33,32 +34,192 @@ void notifySystemd(const char* state) {
 }  // namespace
 
 Daemon::Daemon(Config config, std::string workerProgram, kj::AsyncIoContext& io)
-    : config_(kj::mv(config)), io_(io), spawner_(kj::mv(workerProgram), config_.pylib) {
+    : config_(kj::mv(config)),
+      io_(io),
+      spawner_(kj::mv(workerProgram), config_.pylib),
+      started_(io.provider->getTimer().now()),
+      reloads_(kj::Promise<void>(kj::READY_NOW).fork()),
+      tasks_(*this) {
   for (const PoolConfig& pool : config_.pools) {
     pools_.push_back(std::make_unique<Pool>(pool, config_.socketDir, spawner_, io));
   }
   linkClientsToPools(config_);
-  admin_ = kj::heap<Admin>(config_.adminSocket, pools_, io);
+  admin_ = kj::heap<Admin>(config_.adminSocket, *this, io);
 }
+
+Daemon::~Daemon() noexcept = default;
 
 kj::Promise<void> Daemon::run() {
   for (auto& pool : pools_) pool->start();
   spdlog::info("mtapy-workerd ready: {} pool(s), sockets in {}/pools, admin on {}",
                pools_.size(), config_.socketDir, config_.adminSocket);
   notifySystemd("READY=1");
-  auto serving = admin_->run().exclusiveJoin(ignoreHangups());
+  auto serving = admin_->run().exclusiveJoin(reloadOnHangup());
   auto& port = io_.unixEventPort;
   auto signalled = port.onSignal(SIGTERM).exclusiveJoin(port.onSignal(SIGINT));
   return signalled.exclusiveJoin(serving.then([]() -> siginfo_t { KJ_UNREACHABLE; }))
       .then([this](siginfo_t info) { return stop(info.si_signo); });
 }
 
-kj::Promise<void> Daemon::ignoreHangups() {
-  // Its default action would end the daemon, and systemd counts that as a clean exit.
+void Daemon::status(proto::Status::Builder out) {
+  out.setPid(getpid());
+  out.setUptimeSeconds(uint64_t((io_.provider->getTimer().now() - started_) / kj::SECONDS));
+  auto pools = out.initPools(unsigned(pools_.size()));
+  for (unsigned i = 0; i < pools_.size(); i++) pools_[i]->status(pools[i]);
+}
+
+kj::Promise<void> Daemon::reload(std::string pool, proto::ReloadReport::Builder out) {
+  // One at a time: pools are added and removed by comparing with what the last one left.
+  auto mine = reloads_.addBranch()
+                  .then([this, pool = kj::mv(pool), out]() mutable {
+                    return applyReload(kj::mv(pool), out);
+                  })
+                  .then([]() {}, [out](kj::Exception&& e) mutable {
+                    spdlog::error("reload: {}", e.getDescription().cStr());
+                    out.initNotes(1).set(0, std::string("internal error: ") +
+                                                e.getDescription().cStr());
+                  })
+                  .fork();
+  reloads_ = mine.addBranch().fork();
+  return mine.addBranch();
+}
+
+kj::Promise<void> Daemon::applyReload(std::string only, proto::ReloadReport::Builder out) {
+  std::vector<std::string> errors;
+  Config next = loadConfig(config_.path, Host::system(), errors);
+  auto named = [&next](const std::string& name) {
+    return std::any_of(next.pools.begin(), next.pools.end(),
+                       [&](const PoolConfig& p) { return p.name == name; });
+  };
+  if (errors.empty() && !only.empty() && find(only) == nullptr && !named(only)) {
+    errors.push_back("no pool named " + only + " in " + config_.path + " nor running");
+  }
+  if (!errors.empty()) {
+    std::string all;
+    auto list = out.initConfigErrors(unsigned(errors.size()));
+    for (unsigned i = 0; i < errors.size(); i++) {
+      list.set(i, errors[i]);
+      all += "\n" + errors[i];
+    }
+    spdlog::error("reload: {} problem(s) in {}; nothing changed:{}", errors.size(),
+                  config_.path, all);
+    return kj::READY_NOW;
+  }
+  std::vector<std::string> notes;
+  noteRestartNeeded(next, notes);
+  if (next.logLevel != config_.logLevel) {
+    spdlog::set_level(spdlog::level::from_str(next.logLevel));
+    config_.logLevel = next.logLevel;
+  }
+  auto steps = kj::heapArrayBuilder<kj::Promise<ReloadResult>>(next.pools.size() + pools_.size());
+  std::vector<std::string> names;
+  for (const PoolConfig& pool : next.pools) {
+    if (!only.empty() && pool.name != only) continue;
+    names.push_back(pool.name);
+    if (Pool* running = find(pool.name)) {
+      steps.add(running->reload(pool));
+      continue;
+    }
+    try {
+      auto added = std::make_unique<Pool>(pool, config_.socketDir, spawner_, io_);
+      added->start();
+      pools_.push_back(kj::mv(added));
+      spdlog::info("reload: pool {} added", pool.name);
+      steps.add(ReloadResult{proto::PoolReload::Outcome::ADDED, 1, "", "", ""});
+    } catch (const kj::Exception& e) {
+      std::string why = std::string("cannot add pool ") + pool.name + ": " +
+                        e.getDescription().cStr();
+      spdlog::error("reload: {}", why);
+      steps.add(ReloadResult{proto::PoolReload::Outcome::FAILED, 0, "", why, ""});
+    }
+  }
+  std::vector<std::string> gone;
+  for (auto& pool : pools_) {
+    const std::string& name = pool->config().name;
+    if ((only.empty() || name == only) && !named(name)) gone.push_back(name);
+  }
+  for (const std::string& name : gone) {
+    names.push_back(name);
+    steps.add(remove(name));
+  }
+  relinkClients();  // added and removed pools
+  return kj::joinPromises(steps.finish())
+      .then([this, out, names = kj::mv(names), notes = kj::mv(notes)](
+                kj::Array<ReloadResult> results) mutable {
+        relinkClients();  // pools whose clients changed
+        auto list = out.initPools(unsigned(results.size()));
+        for (unsigned i = 0; i < results.size(); i++) {
+          list[i].setName(names[i]);
+          list[i].setOutcome(results[i].outcome);
+          list[i].setGeneration(results[i].generation);
+          list[i].setCode(results[i].code);
+          list[i].setMessage(results[i].message);
+          list[i].setTraceback(results[i].traceback);
+          list[i].setLiveAfterMs(results[i].liveAfterMs);
+          list[i].setDrainedAfterMs(results[i].drainedAfterMs);
+        }
+        auto noteList = out.initNotes(unsigned(notes.size()));
+        for (unsigned i = 0; i < notes.size(); i++) noteList.set(i, notes[i]);
+      });
+}
+
+void Daemon::noteRestartNeeded(const Config& next, std::vector<std::string>& notes) {
+  auto note = [&notes](const std::string& what) {
+    notes.push_back(what + " changed; that takes effect when mtapy-workerd restarts");
+    spdlog::warn("reload: {}", notes.back());
+  };
+  if (next.socketDir != config_.socketDir) note("[daemon] socket_dir");
+  if (next.adminSocket != config_.adminSocket) note("[daemon] admin_socket");
+  if (next.pylib != config_.pylib) note("[daemon] pylib");
+  if (next.logTarget != config_.logTarget) note("[daemon] log_target");
+  for (const PoolConfig& pool : next.pools) {
+    Pool* running = find(pool.name);
+    if (running == nullptr) continue;
+    if (pool.queueLimit != running->config().queueLimit) note("pool " + pool.name + " queue_limit");
+    if (pool.readsocket != running->config().readsocket) note("pool " + pool.name + " readsocket");
+  }
+}
+
+Pool* Daemon::find(const std::string& name) {
+  for (auto& pool : pools_) {
+    if (pool->config().name == name) return pool.get();
+  }
+  return nullptr;
+}
+
+kj::Promise<ReloadResult> Daemon::remove(const std::string& name) {
+  auto it = std::find_if(pools_.begin(), pools_.end(),
+                         [&](auto& p) { return p->config().name == name; });
+  Pool* pool = it->get();
+  removed_.push_back(kj::mv(*it));
+  pools_.erase(it);
+  spdlog::info("reload: pool {} removed from {}; its workers answer what is queued, then exit",
+               name, config_.path);
+  return pool->stop().then([this, pool]() {
+    removed_.erase(std::find_if(removed_.begin(), removed_.end(),
+                                [pool](auto& p) { return p.get() == pool; }));
+    return ReloadResult{proto::PoolReload::Outcome::REMOVED, 0, "", "", ""};
+  });
+}
+
+void Daemon::relinkClients() {
+  config_.pools.clear();
+  for (auto& pool : pools_) config_.pools.push_back(pool->config());
+  try {
+    linkClientsToPools(config_);
+  } catch (const kj::Exception& e) {
+    spdlog::error("reload: cannot update {}/uid: {}", config_.socketDir,
+                  e.getDescription().cStr());
+  }
+}
+
+kj::Promise<void> Daemon::reloadOnHangup() {
   return io_.unixEventPort.onSignal(SIGHUP).then([this](siginfo_t) {
-    spdlog::warn("SIGHUP: reloading is not supported yet; restart mtapy-workerd to load new "
-                 "policy code");
-    return ignoreHangups();
+    spdlog::info("SIGHUP: reloading {}", config_.path);
+    auto message = kj::heap<capnp::MallocMessageBuilder>();
+    auto report = message->initRoot<proto::ReloadReport>();
+    tasks_.add(reload("", report).attach(kj::mv(message)));
+    return reloadOnHangup();
   });
 }
 
@@ -70,6 +231,10 @@ kj::Promise<void> Daemon::stop(int signal) {
     admin_ = nullptr;
     spdlog::info("mtapy-workerd stopped");
   });
+}
+
+void Daemon::taskFailed(kj::Exception&& exception) {
+  spdlog::error("{}", exception.getDescription().cStr());
 }
 
 }  // namespace mtapy::workerd

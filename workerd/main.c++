@@ -35,8 +35,9 @@ constexpr const char* kUsage =
     "supervises them and answers for a worker that dies or overruns its deadline.\n"
     "\n"
     "Signals: TERM or INT refuse new callers and stop after queued calls are answered.\n"
-    "HUP (reload) is not supported yet: it is logged and ignored; restart the daemon to\n"
-    "load new policy code.\n";
+    "HUP re-reads FILE and reloads every pool: a new generation of workers loads the\n"
+    "policy and takes the calls once all of it is ready; if it fails, the old one serves\n"
+    "on. mtapyctl reload does the same and reports the outcome.\n";
 
 // mtapy-worker is installed beside us; /proc/self/exe resolves a /usr/sbin symlink.
 std::string workerProgram() {

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <set>
 
 namespace mtapy::workerd {
 namespace {
@@ -137,6 +138,11 @@ void PoolSockets::unlink() {
   if (!linesPath_.empty()) ::unlink(linesPath_.c_str());
 }
 
+void PoolSockets::allow(const std::vector<uid_t>& clients) {
+  allowOnly(callPath, clients);
+  if (!linesPath_.empty()) allowOnly(linesPath_, clients);
+}
+
 void linkClientsToPools(const Config& config) {
   std::string dir = config.socketDir + "/uid";
   makeDir(config.socketDir);
@@ -145,16 +151,22 @@ void linkClientsToPools(const Config& config) {
   for (const PoolConfig& pool : config.pools) {
     for (uid_t uid : pool.clients) pools[uid].push_back(pool.name);
   }
-  if (DIR* d = opendir(dir.c_str())) {  // links of a previous configuration
-    while (dirent* e = readdir(d)) {
-      if (e->d_name[0] != '.') unlinkat(dirfd(d), e->d_name, 0);
-    }
-    closedir(d);
-  }
+  std::set<std::string> wanted;
   for (auto& [uid, names] : pools) {
     if (names.size() != 1) continue;  // such a uid must name its pool (shim.conf: pool =)
-    std::string link = dir + "/" + std::to_string(uid) + ".sock";
-    KJ_SYSCALL(symlink(("../pools/" + names[0] + ".sock").c_str(), link.c_str()), link);
+    std::string name = std::to_string(uid) + ".sock";
+    std::string link = dir + "/" + name, fresh = link + ".new";
+    // Replaced in one step: a shim looking its pool up during a reload always finds one.
+    ::unlink(fresh.c_str());
+    KJ_SYSCALL(symlink(("../pools/" + names[0] + ".sock").c_str(), fresh.c_str()), fresh);
+    KJ_SYSCALL(rename(fresh.c_str(), link.c_str()), link);
+    wanted.insert(name);
+  }
+  if (DIR* d = opendir(dir.c_str())) {  // links of a previous configuration
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.' && !wanted.count(e->d_name)) unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
   }
 }
 

@@ -31,6 +31,8 @@ struct PoolSockets {
 
   // Remove the socket files now (stopping): connected callers keep their socket until closed.
   void unlink();
+  // Let exactly `clients` (and root) connect from now on (a reload changed them).
+  void allow(const std::vector<uid_t>& clients);
 
  private:
   std::string linesPath_;

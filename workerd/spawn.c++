@@ -28,7 +28,9 @@ Spawned ExecSpawner::spawn(const PoolConfig& pool, const WorkerSpec& spec) {
       "--slot", std::to_string(spec.slot), "--clients", joined(pool.clients), "--timeout-ms",
       std::to_string(pool.timeoutMs), "--max-use", std::to_string(spec.maxUse), "--fail-open",
       pool.onError == OnError::kAccept ? "1" : "0", "--on-error-value", pool.onErrorValue,
-      "--lines", spec.lines >= 0 ? "1" : "0"};
+      "--lines", spec.lines >= 0 ? "1" : "0", "--code", spec.takeCode ? "take" : "use",
+      "--max-rss-mb", std::to_string(pool.maxRssMb), "--max-open-fds",
+      std::to_string(pool.maxOpenFds)};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -41,16 +43,17 @@ Spawned ExecSpawner::spawn(const PoolConfig& pool, const WorkerSpec& spec) {
   int devnull;
   KJ_SYSCALL(devnull = open("/dev/null", O_RDONLY | O_CLOEXEC));
   kj::AutoCloseFd nullInput(devnull);
-  // The child puts each descriptor in its place; none of the sources may sit on 0-6.
+  // The child puts each descriptor in its place; none of the sources may sit on 0-7.
   int sources[] = {devnull, output[1], output[1], pair[1], spec.calls, spec.scoreboard,
-                   spec.lines};
-  int moved[7];
-  for (int i = 0; i < 7; i++) {
+                   spec.lines, spec.code};
+  constexpr int kPlaced = 8;
+  int moved[kPlaced];
+  for (int i = 0; i < kPlaced; i++) {
     if (sources[i] < 0) {
       moved[i] = -1;
       continue;
     }
-    KJ_SYSCALL(moved[i] = fcntl(sources[i], F_DUPFD_CLOEXEC, 10));
+    KJ_SYSCALL(moved[i] = fcntl(sources[i], F_DUPFD_CLOEXEC, kPlaced + 3));
   }
   KJ_DEFER(for (int fd : moved) if (fd >= 0) close(fd));
 
@@ -60,10 +63,11 @@ Spawned ExecSpawner::spawn(const PoolConfig& pool, const WorkerSpec& spec) {
     // Child: async-signal-safe calls only, then exec. A new session has no controlling
     // terminal (policy code could otherwise push keystrokes into root's with TIOCSTI).
     if (setsid() < 0) _exit(127);
-    for (int i = 0; i < 7; i++) {
-      if (moved[i] >= 0 && dup2(moved[i], i) < 0) _exit(127);
+    for (int i = 0; i < kPlaced; i++) {
+      if (moved[i] < 0) close(i);  // no listener: the daemon's fd 6 must not leak
+      else if (dup2(moved[i], i) < 0) _exit(127);
     }
-    close_range(moved[6] >= 0 ? 7 : 6, ~0U, 0);
+    close_range(kPlaced, ~0U, 0);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -1,6 +1,7 @@
 // spawn.h - fork+exec one mtapy-worker with the pool's sockets and its own channel
 // DESCRIPTION  The worker gets: fd 3 its channel to the daemon (a socketpair), fd 4 the pool's
-//              call socket, fd 5 the pool's scoreboard, fd 6 the ${readsocket} listener if any;
+//              call socket, fd 5 its generation's scoreboard, fd 6 the ${readsocket} listener
+//              if any, fd 7 its generation's code snapshot (written by the first worker);
 //              its stdout and stderr are a pipe the daemon reads into its log, so policy code
 //              cannot write to (or truncate) the daemon's own log.
 // SECURITY     The child runs only async-signal-safe calls between fork and exec: the daemon's
@@ -27,6 +28,8 @@ struct WorkerSpec {
   uint32_t slot;    // its scoreboard slot
   unsigned maxUse;  // calls before it recycles itself (max_use plus jitter)
   int calls, scoreboard, lines;  // the pool's descriptors (lines: -1 if none)
+  int code;                      // the generation's code snapshot
+  bool takeCode;                 // the first worker: it writes the snapshot
 };
 
 // How a supervisor starts workers; injected so that its tests can start fake ones.

@@ -44,7 +44,10 @@ class ScriptSpawner final : public Spawner {
 struct Quiet final : public Supervisor::Events {
   void workerExited(uint32_t, pid_t, const std::string&, bool) override { exits++; }
   void readinessChanged() override {}
+  bool codeLoaded(mtapy::proto::CodeIdentity::Reader) override { return true; }
+  void startFailed(const std::string& why, const std::string&) override { failures.push_back(why); }
   int exits = 0;
+  std::vector<std::string> failures;
 };
 
 PoolConfig onePool() {
@@ -65,7 +68,7 @@ TEST_CASE("supervisor throttles a pool whose workers fail to start, from a 1 s b
   auto io = kj::setupAsyncIo();
   ScriptSpawner spawner("exit 71");  // "the policy failed to import"
   Quiet events;
-  Supervisor supervisor(pool, spawner, WorkerSpec{0, 1, -1, -1, -1}, 1, io, events);
+  Supervisor supervisor(pool, spawner, WorkerSpec{0, 1, -1, -1, -1, -1, false}, 1, false, io, events);
   supervisor.start();
   io.provider->getTimer().afterDelay(500 * kj::MILLISECONDS).wait(io.waitScope);
   CHECK(events.exits == 1);
@@ -82,7 +85,7 @@ TEST_CASE("supervisor replaces a starting worker killed from outside without thr
   auto io = kj::setupAsyncIo();
   ScriptSpawner spawner("kill -9 $$");
   Quiet events;
-  Supervisor supervisor(pool, spawner, WorkerSpec{0, 1, -1, -1, -1}, 1, io, events);
+  Supervisor supervisor(pool, spawner, WorkerSpec{0, 1, -1, -1, -1, -1, false}, 1, false, io, events);
   supervisor.start();
   io.provider->getTimer().afterDelay(400 * kj::MILLISECONDS).wait(io.waitScope);
   CHECK(!supervisor.throttled());

@@ -1,4 +1,4 @@
-// supervisor.c++ - one pool's worker processes: spawn, hello, reap, throttle, retire, drain
+// supervisor.c++ - one generation's worker processes: spawn, hello, go, reap, throttle, retire
 #include "supervisor.h"
 
 #include "framed-read.h"
@@ -7,6 +7,7 @@
 #include <kj/debug.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <algorithm>
 #include <csignal>
@@ -54,16 +55,18 @@ struct Supervisor::Worker {
   uint32_t slot;
   kj::Maybe<pid_t> reap;  // for UnixEventPort::onChildExit()
   kj::Own<kj::AsyncCapabilityStream> control;
+  int controlFd;  // the same, for one-byte words sent without waiting
   kj::Own<kj::AsyncInputStream> output;
   State state = kStarting;
   bool timedOut = false;  // killed by start_timeout
   bool ready = false;     // said Hello
+  std::string failure, traceback;  // why it could not start, when it said so
   std::string pending;    // output after its last newline, not logged yet
   kj::Promise<void> hello = nullptr, copying = nullptr;
 };
 
 Supervisor::Supervisor(const PoolConfig& config, Spawner& spawner, WorkerSpec descriptors,
-                       uint32_t slots, kj::AsyncIoContext& io, Events& events)
+                       uint32_t slots, bool held, kj::AsyncIoContext& io, Events& events)
     : config_(config),
       spawner_(spawner),
       descriptors_(descriptors),
@@ -73,6 +76,7 @@ Supervisor::Supervisor(const PoolConfig& config, Spawner& spawner, WorkerSpec de
       events_(events),
       throttledUntil_(timer_.now()),
       logWindow_(timer_.now()),
+      held_(held),
       tasks_(*this) {}
 
 Supervisor::~Supervisor() noexcept {
@@ -81,6 +85,25 @@ Supervisor::~Supervisor() noexcept {
 
 void Supervisor::start() {
   ensureWorkers();
+}
+
+void Supervisor::go() {
+  held_ = false;
+  for (auto& w : workers_) {
+    if (w->state == Worker::kReady) tell(*w, 'g');
+  }
+}
+
+bool Supervisor::allReady() const {
+  return workers_.size() == config_.processLimit &&
+         std::all_of(workers_.begin(), workers_.end(),
+                     [](auto& w) { return w->state == Worker::kReady; });
+}
+
+void Supervisor::tell(Worker& w, char word) {
+  // One byte into a socket buffer nothing else fills: it never blocks. A worker that is gone
+  // already is reaped in exited().
+  (void)!send(w.controlFd, &word, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 bool Supervisor::live() const {
@@ -106,9 +129,10 @@ pid_t Supervisor::pidIn(uint32_t slot) const {
 
 void Supervisor::ensureWorkers() {
   if (stopping_ || throttled()) return;
-  while (workers_.size() < config_.processLimit) {
+  // Until the first worker has loaded the code it snapshotted, it is the only one.
+  while (workers_.size() < (codeSealed_ ? config_.processLimit : 1)) {
     try {
-      spawnOne();
+      spawnOne(!codeSealed_);
     } catch (const kj::Exception& e) {  // out of fds or processes: try again later
       throttle(std::string("cannot start a worker: ") + e.getDescription().cStr());
       return;
@@ -129,11 +153,12 @@ void Supervisor::throttle(const std::string& why) {
   events_.readinessChanged();
 }
 
-void Supervisor::spawnOne() {
+void Supervisor::spawnOne(bool takeCode) {
   auto slot = std::find(slotsUsed_.begin(), slotsUsed_.end(), false);
   KJ_ASSERT(slot != slotsUsed_.end(), "no free scoreboard slot");
   WorkerSpec spec = descriptors_;
   spec.slot = uint32_t(slot - slotsUsed_.begin());
+  spec.takeCode = takeCode;
   static std::mt19937 random{std::random_device{}()};
   spec.maxUse =
       config_.maxUse + (config_.maxUseJitter ? random() % (config_.maxUseJitter + 1) : 0);
@@ -144,6 +169,7 @@ void Supervisor::spawnOne() {
   w.pid = spawned.pid;
   w.slot = spec.slot;
   w.reap = spawned.pid;
+  w.controlFd = spawned.control.get();
   w.control = io_.lowLevelProvider->wrapUnixSocketFd(kj::mv(spawned.control));
   w.output = io_.lowLevelProvider->wrapInputFd(kj::mv(spawned.output));
   w.hello = awaitHello(w).eagerlyEvaluate(nullptr);
@@ -152,9 +178,9 @@ void Supervisor::spawnOne() {
   tasks_.add(timer_.afterDelay(config_.startTimeoutMs * kj::MILLISECONDS).then([this, pid]() {
     Worker* late = find(pid);
     if (late == nullptr || late->state != Worker::kStarting) return;
-    spdlog::error("pool {}: worker pid {} did not load its policy within {} ms "
-                  "(start_timeout); killing it",
-                  config_.name, pid, config_.startTimeoutMs);
+    late->failure = "worker pid " + std::to_string(pid) + " did not load its policy within " +
+                    std::to_string(config_.startTimeoutMs) + " ms (start_timeout)";
+    if (!held_) spdlog::error("pool {}: {}; killing it", config_.name, late->failure);
     late->timedOut = true;
     late->state = Worker::kStopping;
     kill(pid, SIGKILL);
@@ -173,17 +199,29 @@ kj::Promise<void> Supervisor::awaitHello(Worker& w) {
           auto hello = reader.getRoot<proto::Hello>();
           if (hello.isBootError()) {
             auto failure = hello.getBootError();
-            spdlog::error("{}{}", failure.getMessage().cStr(),
-                          failure.getTraceback().size()
-                              ? "\n" + std::string(failure.getTraceback().cStr())
-                              : "");
+            w.failure = failure.getMessage();
+            w.traceback = failure.getTraceback();
+            if (!held_) {
+              spdlog::error("{}{}", w.failure, w.traceback.empty() ? "" : "\n" + w.traceback);
+            }
             w.state = Worker::kStopping;  // it exits on its own
             return;
           }
           if (w.state != Worker::kStarting) return;
+          if (!codeSealed_) {
+            if (!events_.codeLoaded(hello.getCode())) {
+              w.failure = "the generation's code snapshot could not be sealed";
+              w.state = Worker::kStopping;
+              kill(w.pid, SIGKILL);
+              return;
+            }
+            codeSealed_ = true;
+            ensureWorkers();
+          }
           w.state = Worker::kReady;
           w.ready = true;
           backoff_ = 0 * kj::SECONDS;
+          if (!held_) tell(w, 'g');
           events_.readinessChanged();
         }
         // else: it died before saying hello; exited() tells why
@@ -268,13 +306,18 @@ void Supervisor::exited(pid_t pid, int status) {
   if (!clean && !stopping_) spdlog::warn("pool {}: worker pid {} {}", config_.name, pid, why);
   bool failedToStart = !clean && !stopping_ && !w.ready;
   bool throttling = failedToStart && policyFailed(status, w.timedOut);
+  std::string failure = w.failure.empty() ? "worker pid " + std::to_string(pid) + " " + why
+                                          : w.failure;
+  std::string traceback = w.traceback;
   // What the policy forked dies with its worker (workers lead their own process group).
   kill(-pid, SIGKILL);
   uint32_t slot = w.slot;
   slotsUsed_[slot] = false;
   workers_.erase(it);
   events_.workerExited(slot, pid, why, wasReady);
-  if (throttling) {
+  if (throttling && held_) {
+    events_.startFailed(failure, traceback);  // the reload fails; the generation is abandoned
+  } else if (throttling) {
     throttle("a worker failed to start");
   } else if (failedToStart) {
     tasks_.add(timer_.afterDelay(kRespawnDelay).then([this]() { ensureWorkers(); }));
@@ -288,12 +331,16 @@ void Supervisor::exited(pid_t pid, int status) {
   }
 }
 
-kj::Promise<void> Supervisor::stop() {
+kj::Promise<void> Supervisor::end(Ending how) {
   stopping_ = true;
   for (auto& w : workers_) {
     w->state = Worker::kStopping;
     pid_t pid = w->pid;
-    tasks_.add(w->control->write("d", 1).then([]() {}, [](kj::Exception&&) {}));
+    if (how == Ending::kAbandon) {
+      kill(pid, SIGKILL);
+      continue;
+    }
+    tell(*w, how == Ending::kDrain ? 'd' : 'r');
     tasks_.add(timer_.afterDelay(config_.timeoutMs * kj::MILLISECONDS + kRetireGrace)
                    .then([this, pid]() {
                      if (find(pid) == nullptr) return;
@@ -313,6 +360,7 @@ std::vector<Supervisor::View> Supervisor::workers() const {
   for (auto& w : workers_) {
     const char* state = w->state == Worker::kStarting   ? "starting"
                         : w->state == Worker::kStopping ? "stopping"
+                        : held_                         ? "ready"  // waiting for go()
                                                         : nullptr;
     out.push_back({w->pid, w->slot, state});
   }

@@ -10,7 +10,7 @@ CONTRACT     README.md, "Exim expansions" (the return-value table), pinned by
 import os
 import sys
 
-from mtapy.policy_file import import_policy
+from mtapy.policy_file import identity, import_policy, take_snapshot
 from mtapy.result_codes import EXPAND_FAILURE as FAILURE
 from mtapy.result_codes import EXPAND_FORCED_FAIL as FORCED_FAIL
 from mtapy.result_codes import EXPAND_VALUE as VALUE
@@ -18,11 +18,38 @@ from mtapy.result_codes import EXPAND_VALUE as VALUE
 _policy = None
 
 
-def boot(path, module_name):
-    """Import the policy file as module `module_name` (``__exim__`` in Exim pools)."""
+def boot(path, module_name, code_fd, take):
+    """Load this worker's generation of the policy, self-test it; return its identity.
+
+    The first worker of a generation (`take`) snapshots the policy's files into the
+    generation's code descriptor, which the daemon then seals; the others import from it.
+    Returns (sha256 of the policy file, its mtime in ns, number of files).
+    """
     global _policy
-    _policy = import_policy(path, module_name)
+    if take:
+        snapshot = take_snapshot(path)
+        os.ftruncate(code_fd, 0)  # an earlier first worker may have failed halfway
+        view, done = memoryview(snapshot), 0
+        while done < len(snapshot):
+            done += os.pwrite(code_fd, view[done:], done)
+    else:
+        snapshot = os.pread(code_fd, os.fstat(code_fd).st_size, 0)
+    os.close(code_fd)
+    _policy = import_policy(path, module_name, snapshot)
     _route_logging(path)
+    _self_test()
+    return identity(snapshot)
+
+
+def _self_test():
+    """Run the policy's optional self_test(): raising or returning False fails the worker."""
+    test = getattr(_policy, "self_test", None)
+    if test is None:
+        return
+    if not callable(test):
+        raise TypeError("self_test in the policy is not a function")
+    if test() is False:
+        raise AssertionError("self_test() returned False")
 
 
 def _route_logging(path):

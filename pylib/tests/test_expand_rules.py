@@ -1,5 +1,6 @@
 """The Exim-Python return-value and argument rules of mtapy._worker.expand()."""
 
+import os
 import sys
 
 import pytest
@@ -29,7 +30,8 @@ def policy(monkeypatch, tmp_path):
         "not_callable = 3\n"
     )
     monkeypatch.setattr(sys, "path", list(sys.path))
-    _worker.boot(str(path), "__exim__")
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    _worker.boot(str(path), "__exim__", os.memfd_create("code"), True)
     yield
     sys.modules.pop("__exim__", None)
 

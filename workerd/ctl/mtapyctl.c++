@@ -1,5 +1,6 @@
 // mtapyctl.c++ - talk to a running mtapy-workerd over its admin socket (root only)
-// DESCRIPTION  status: pools, workers, counts and latency. call and scan: run a policy in a
+// DESCRIPTION  status: pools, generations, workers, counts and latency. reload: new policy
+//              code and configuration, reporting failure with the traceback. call and scan: run a policy in a
 //              pool exactly as an MTA would, on the pool's own socket with the shim's client
 //              code (the socket's path comes from status), to test a policy without an MTA.
 // SEE ALSO     proto/admin.capnp, workerd/daemon.c++
@@ -31,8 +32,13 @@ constexpr const char* kUsage =
     "usage: mtapyctl [-s ADMIN_SOCKET] COMMAND\n"
     "\n"
     "Commands:\n"
-    "  status                   pools, workers, per-function counts and failures,\n"
-    "                           latency p50/p99 of recent calls\n"
+    "  status                   pools, their generations and workers, per-function\n"
+    "                           counts and failures, latency p50/p99 of recent calls\n"
+    "  reload [POOL]            re-read workerd.toml and start a new generation of every\n"
+    "                           pool (or POOL) with its policy; waits until it serves and\n"
+    "                           the old one has exited. Exit status: 0 done, 1 failed (the\n"
+    "                           old generation serves on; the error is printed), 3 cannot\n"
+    "                           reach the daemon\n"
     "  call POOL FN [ARG...]    run FN from POOL's policy as an Exim expansion would; prints\n"
     "                           the value. Exit status: 0 value, 1 forced failure (None),\n"
     "                           2 failure (the MTA would defer), 3 cannot reach the daemon\n"
@@ -45,6 +51,8 @@ constexpr const char* kUsage =
     "  -s ADMIN_SOCKET          default /run/mtapy/admin.sock ([daemon] admin_socket)\n";
 
 constexpr int kTimeoutMs = 60000;
+// A reload waits for the new workers (start_timeout) and the old ones' last calls (timeout).
+constexpr int kReloadTimeoutMs = 15 * 60000;
 
 int connectTo(const std::string& path) {
   int fd;
@@ -164,6 +172,17 @@ kj::AutoCloseFd buildScan(mtapy::proto::Request::Builder call, int argc, char** 
   return file;
 }
 
+// `text` with every line after the first indented by `indent`.
+std::string indented(kj::StringPtr text, const std::string& indent) {
+  std::string out;
+  for (char c : text) {
+    out += c;
+    if (c == '\n') out += indent;
+  }
+  while (!out.empty() && (out.back() == ' ' || out.back() == '\n')) out.pop_back();
+  return out;
+}
+
 void printStatus(mtapy::proto::Status::Reader status) {
   std::cout << "mtapy-workerd pid " << status.getPid() << ", up " << status.getUptimeSeconds()
             << " s\n";
@@ -178,9 +197,20 @@ void printStatus(mtapy::proto::Status::Reader status) {
       std::cout << "  THROTTLED for " << pool.getThrottledSeconds()
                 << " s: workers fail to start, see the daemon's log\n";
     }
-    for (auto w : pool.getWorkers()) {
-      std::cout << "  worker pid " << w.getPid() << " " << w.getState().cStr() << ", "
-                << w.getCalls() << " calls\n";
+    if (pool.hasReloadFailure()) {
+      std::cout << "  LAST RELOAD FAILED " << pool.getReloadFailedSecondsAgo()
+                << " s ago; the live generation serves on:\n    "
+                << indented(pool.getReloadFailure(), "    ") << "\n";
+    }
+    for (auto g : pool.getGenerations()) {
+      std::cout << "  generation " << g.getNumber() << " " << g.getState().cStr() << ": "
+                << (g.getCode().size() ? g.getCode().cStr() : "code not loaded yet");
+      if (g.getCode().size()) std::cout << ", loaded " << g.getLoadedSecondsAgo() << " s ago";
+      std::cout << "\n";
+      for (auto w : g.getWorkers()) {
+        std::cout << "    worker pid " << w.getPid() << " " << w.getState().cStr() << ", "
+                  << w.getCalls() << " calls\n";
+      }
     }
     for (auto f : pool.getFunctions()) {
       std::cout << "  function " << f.getName().cStr() << ": " << f.getCalls() << " calls, "
@@ -189,16 +219,58 @@ void printStatus(mtapy::proto::Status::Reader status) {
   }
 }
 
-// Ask the daemon at `admin` for its status.
-mtapy::wire::Received askStatus(const std::string& admin) {
-  capnp::MallocMessageBuilder message;
-  message.initRoot<mtapy::proto::AdminRequest>().setStatus();
+// Send `request` to the daemon at `admin` and wait `timeoutMs` for its answer.
+mtapy::wire::Received ask(const std::string& admin, capnp::MallocMessageBuilder& request,
+                          int timeoutMs) {
   kj::AutoCloseFd sock(connectTo(admin));
-  mtapy::wire::sendMessage(sock, message, -1, mtapy::wire::deadlineIn(kTimeoutMs));
-  KJ_IF_MAYBE(received, mtapy::wire::receiveMessage(sock, mtapy::wire::deadlineIn(kTimeoutMs))) {
+  mtapy::wire::sendMessage(sock, request, -1, mtapy::wire::deadlineIn(kTimeoutMs));
+  KJ_IF_MAYBE(received, mtapy::wire::receiveMessage(sock, mtapy::wire::deadlineIn(timeoutMs))) {
     return kj::mv(*received);
   }
   throw std::runtime_error("the daemon closed the connection (only root may use it)");
+}
+
+mtapy::wire::Received askStatus(const std::string& admin) {
+  capnp::MallocMessageBuilder message;
+  message.initRoot<mtapy::proto::AdminRequest>().setStatus();
+  return ask(admin, message, kTimeoutMs);
+}
+
+// Print what a reload did; 0 when every pool reloaded, 1 when anything failed.
+int printReload(mtapy::proto::ReloadReport::Reader report) {
+  for (auto e : report.getConfigErrors()) std::cerr << e.cStr() << "\n";
+  if (report.getConfigErrors().size()) {
+    std::cerr << "mtapyctl: reload refused: " << report.getConfigErrors().size()
+              << " problem(s) in the configuration; nothing was changed\n";
+    return 1;
+  }
+  int status = 0;
+  using Outcome = mtapy::proto::PoolReload::Outcome;
+  for (auto pool : report.getPools()) {
+    std::cout << "pool " << pool.getName().cStr() << ": ";
+    switch (pool.getOutcome()) {
+      case Outcome::RELOADED:
+        std::cout << "generation " << pool.getGeneration() << " live after "
+                  << pool.getLiveAfterMs() << " ms (" << pool.getCode().cStr()
+                  << "); the old one finished its calls after " << pool.getDrainedAfterMs()
+                  << " ms\n";
+        break;
+      case Outcome::ADDED:
+        std::cout << "added\n";
+        break;
+      case Outcome::REMOVED:
+        std::cout << "removed\n";
+        break;
+      case Outcome::FAILED:
+        std::cout << "RELOAD FAILED; the running generation serves on\n";
+        std::cerr << "pool " << pool.getName().cStr() << ": " << pool.getMessage().cStr() << "\n"
+                  << pool.getTraceback().cStr();
+        status = 1;
+        break;
+    }
+  }
+  for (auto note : report.getNotes()) std::cout << "note: " << note.cStr() << "\n";
+  return status;
 }
 
 // The socket of pool `name`, from the daemon's status.
@@ -225,6 +297,18 @@ int run(int argc, char** argv) {
     return i >= argc ? 64 : 0;
   }
   std::string command = argv[i++];
+  if (command == "reload" && argc - i <= 1) {
+    capnp::MallocMessageBuilder message;
+    message.initRoot<mtapy::proto::AdminRequest>().setReload(i < argc ? argv[i] : "");
+    auto got = ask(socketPath, message, kReloadTimeoutMs);
+    auto reader = got.reader();
+    auto response = reader.getRoot<mtapy::proto::AdminResponse>();
+    if (response.isError()) {
+      std::cerr << "mtapyctl: " << response.getError().cStr() << "\n";
+      return 3;
+    }
+    return printReload(response.getReload());
+  }
   if (command == "status") {
     auto got = askStatus(socketPath);
     auto reader = got.reader();

@@ -21,6 +21,8 @@ struct PoolFacts {
   calls::OnError onError;
   unsigned timeoutMs = 10000;
   unsigned maxUse = 10000;
+  uint64_t maxRssBytes = 0;  // recycle after a call that left it bigger; 0 = never
+  unsigned maxOpenFds = 0;   // recycle once this many descriptors are open; 0 = never
   std::vector<uid_t> clients;
   bool allows(uid_t uid) const;
 };

@@ -81,7 +81,8 @@ void startInterpreter() {
 
 }  // namespace
 
-PythonHost::PythonHost(const char* pylib, const char* policy, const char* moduleName) {
+PythonHost::PythonHost(const char* pylib, const char* policy, const char* moduleName, int code,
+                       bool takeCode) {
   startInterpreter();
   // A stuck call's stack reaches the daemon's log: it sends SIGUSR2 before SIGKILL.
   check(PyRun_SimpleString("import faulthandler, signal\n"
@@ -90,13 +91,20 @@ PythonHost::PythonHost(const char* pylib, const char* policy, const char* module
   PyObject* path = PySys_GetObject("path");  // borrowed
   Ref dir(PyUnicode_DecodeFSDefault(pylib));
   check(path != nullptr && dir && PyList_Insert(path, 0, dir.p) == 0);
-  Ref module(PyImport_ImportModule("mtapy._worker"));
-  check(bool(module));
-  Ref booted(PyObject_CallMethod(module.p, "boot", "ss", policy, moduleName));
-  check(bool(booted));
-  expand_ = PyObject_GetAttrString(module.p, "expand");
-  localScan_ = PyObject_GetAttrString(module.p, "local_scan");
-  check(expand_ != nullptr && localScan_ != nullptr);
+  {  // Every reference made here is dropped before the GIL is released below.
+    Ref module(PyImport_ImportModule("mtapy._worker"));
+    check(bool(module));
+    Ref booted(PyObject_CallMethod(module.p, "boot", "ssii", policy, moduleName, code,
+                                   int(takeCode)));
+    const char* sha256;
+    long long mtimeNs;
+    unsigned files;
+    check(booted && PyArg_ParseTuple(booted.p, "sLI", &sha256, &mtimeNs, &files));
+    code_ = {sha256, mtimeNs, files};
+    expand_ = PyObject_GetAttrString(module.p, "expand");
+    localScan_ = PyObject_GetAttrString(module.p, "local_scan");
+    check(expand_ != nullptr && localScan_ != nullptr);
+  }
   idle_ = PyEval_SaveThread();
 }
 

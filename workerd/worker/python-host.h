@@ -1,6 +1,8 @@
 // python-host.h - the embedded CPython of one worker and the calls into mtapy._worker
-// DESCRIPTION  Starts the interpreter (after the privilege drop), imports the policy through
-//              pylib/mtapy/_worker.py and turns each request into one call of that module.
+// DESCRIPTION  Starts the interpreter (after the privilege drop), loads the policy of the
+//              worker's generation through pylib/mtapy/_worker.py (from the generation's code
+//              snapshot, taken by the first worker), runs its self_test(), and turns each
+//              request into one call of that module.
 // DIAGNOSTICS  A Python error at start throws PythonError with the traceback; errors during a
 //              call come back inside the Outcome, never as C++ exceptions.
 // SEE ALSO     pylib/mtapy/_worker.py, result-codes.h, worker-main.c++
@@ -32,9 +34,19 @@ struct Outcome {
   std::string traceback;
 };
 
+// What a generation runs (proto/worker.capnp CodeIdentity).
+struct CodeIdentity {
+  std::string sha256;
+  int64_t mtimeNs = 0;
+  uint32_t files = 0;
+};
+
 class PythonHost {
  public:
-  PythonHost(const char* pylib, const char* policy, const char* moduleName);
+  // `code`: the generation's snapshot descriptor (closed once read); `takeCode`: this worker
+  // is the generation's first and writes the snapshot into it.
+  PythonHost(const char* pylib, const char* policy, const char* moduleName, int code,
+             bool takeCode);
   ~PythonHost();
   PythonHost(const PythonHost&) = delete;
   PythonHost& operator=(const PythonHost&) = delete;
@@ -45,7 +57,10 @@ class PythonHost {
   // `response` with its ScanResult or a Failure. `fd` is the message's spool data file.
   void localScan(proto::Request::Reader request, int fd, proto::Response::Builder response);
 
+  const CodeIdentity& code() const { return code_; }
+
  private:
+  CodeIdentity code_;
   PyObject* expand_ = nullptr;
   PyObject* localScan_ = nullptr;
   // Between calls the GIL is released, so a policy's own threads (timers, cache refresh) run

@@ -1,6 +1,8 @@
 // serve.c++ - a worker's loop: wait on its front ends and on the daemon's control channel
 #include "serve.h"
 
+#include "recycle.h"
+
 #include <kj/debug.h>
 
 #include <sys/epoll.h>
@@ -10,6 +12,20 @@
 
 namespace mtapy::worker {
 namespace {
+
+enum class Word { kNone, kGo, kRetire, kDrain };
+
+Word readWord(int control, bool wait) {
+  char word = 0;
+  for (;;) {
+    ssize_t got = recv(control, &word, 1, wait ? 0 : MSG_DONTWAIT);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0 && errno == EAGAIN) return Word::kNone;
+    if (got == 1 && word == 'g') return Word::kGo;
+    if (got == 1 && word == 'd') return Word::kDrain;
+    return Word::kRetire;  // "r", end of file, or a lost channel
+  }
+}
 
 void watch(int epoll, int fd, uint32_t events) {
   epoll_event event{};
@@ -28,16 +44,13 @@ void watch(int epoll, int fd, uint32_t events) {
   _exit(0);
 }
 
-// Recycled after max_use calls: exit, unless the daemon asked for a drain meanwhile.
-[[noreturn]] void retire(Worker& worker, const Sockets& sockets) {
-  char word = 0;
-  if (recv(sockets.control, &word, 1, MSG_DONTWAIT) == 1 && word == 'd') drain(worker, sockets);
-  _exit(0);  // the daemon replaces us
-}
-
 }  // namespace
 
 void serve(Worker& worker, const Sockets& sockets) {
+  // A new generation takes calls only once all of its workers are ready (the daemon's go).
+  Word first = readWord(sockets.control, true);
+  if (first != Word::kGo) _exit(0);
+  Recycler recycler(worker.pool);
   int epoll;
   KJ_SYSCALL(epoll = epoll_create1(EPOLL_CLOEXEC));
   watch(epoll, sockets.control, EPOLLIN);
@@ -49,21 +62,28 @@ void serve(Worker& worker, const Sockets& sockets) {
     int n = epoll_wait(epoll, events, 3, -1);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) _exit(72);
-    // The daemon's word first: a retiring worker must not take another call.
+    Word word = Word::kNone;
     for (int i = 0; i < n; i++) {
-      if (events[i].data.fd != sockets.control) continue;
-      char word = 0;
-      ssize_t got = read(sockets.control, &word, 1);
-      if (got < 0 && errno == EAGAIN) continue;
-      if (got == 1 && word == 'd') drain(worker, sockets);
-      _exit(0);
+      if (events[i].data.fd == sockets.control) word = readWord(sockets.control, false);
     }
+    if (word == Word::kDrain) drain(worker, sockets);
+    // A call that woke us is ours even when we retire: EPOLLEXCLUSIVE woke no other worker
+    // for it, and one left in the queue would wait for the next arrival to be noticed.
+    std::string leaving;
     for (int i = 0; i < n; i++) {
       int fd = events[i].data.fd;
       bool took = fd == sockets.calls   ? serveDatagram(worker, fd)
                   : fd == sockets.lines ? serveLine(worker, fd)
                                         : false;
-      if (took && ++served >= worker.pool.maxUse) retire(worker, sockets);
+      if (took && leaving.empty()) leaving = recycler.reasonAfter(++served);
+    }
+    if (word == Word::kRetire) _exit(0);
+    if (!leaving.empty()) {
+      leaving += "\n";
+      (void)!write(2, leaving.data(), leaving.size());
+      // The daemon may have asked for a drain meanwhile: then answer what is queued first.
+      if (readWord(sockets.control, false) == Word::kDrain) drain(worker, sockets);
+      _exit(0);  // the daemon replaces us
     }
   }
 }

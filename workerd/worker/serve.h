@@ -3,10 +3,11 @@
 //              EPOLLEXCLUSIVE, so one arriving call wakes one idle worker, not all of them)
 //              and on fd 3, the daemon's channel. A busy worker is not waiting, so the kernel
 //              gives calls to idle ones: a call blocking for a second delays nobody while a
-//              worker is idle. The channel says when to stop:
-//                end of file   retire: take no more calls, exit 0 (reload, recycle, stop)
+//              worker is idle. The channel says when to start and when to stop:
+//                "g"           go: the first word; until then the worker takes no call
+//                "r" or EOF    retire: take no more calls, exit 0 (reload, recycle)
 //                "d"           drain: answer every call already queued, then exit 0 (SIGTERM)
-//              After max_use calls the worker exits 0 on its own and is replaced.
+//              A worker also leaves on its own between calls (recycle.h) and is replaced.
 // SEE ALSO     front-end.h, workerd/supervisor.c++, proto/worker.capnp
 #pragma once
 

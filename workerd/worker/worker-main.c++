@@ -1,9 +1,10 @@
 // worker-main.c++ - mtapy-worker: one privilege-separated Python policy process
 // DESCRIPTION  Exec'd by mtapy-workerd (spawn.c++) as root with the daemon's channel on fd 3,
-//              the pool's call socket on fd 4, the pool's scoreboard on fd 5 and, if the pool
-//              has one, its ${readsocket} listener on fd 6. Drops to the pool's user, only then
-//              starts CPython and imports the policy, says Hello on fd 3, then takes calls
-//              straight from the MTAs (serve.c++) until told to stop.
+//              the pool's call socket on fd 4, its generation's scoreboard on fd 5, the pool's
+//              ${readsocket} listener (if any) on fd 6 and its generation's code snapshot on
+//              fd 7. Drops to the pool's user, only then starts CPython and loads the policy,
+//              says Hello on fd 3, waits for the daemon's go, then takes calls straight from
+//              the MTAs (serve.c++) until told to stop.
 // SECURITY     No policy byte is read before dropPrivileges(); the daemon never runs policy code.
 // DIAGNOSTICS  Exit status is a protocol (proto/worker.capnp): 0 recycled or stopped,
 //              kExitBootError, kExitImportError, kExitLostDaemon; anything else is a crash.
@@ -25,7 +26,7 @@
 namespace mtapy::worker {
 namespace {
 
-constexpr int kControl = 3, kCalls = 4, kScoreboard = 5, kLines = 6;
+constexpr int kControl = 3, kCalls = 4, kScoreboard = 5, kLines = 6, kCode = 7;
 constexpr int kExitBootError = 70;
 constexpr int kExitImportError = 71;
 
@@ -36,6 +37,7 @@ struct Options {
   uint64_t memoryLimitBytes = 0;
   uint32_t slot = 0;
   bool lines = false;
+  bool takeCode = false;
   PoolFacts pool;
 };
 
@@ -65,9 +67,15 @@ int run(Options& options) {
   }
   try {
     CallSlot slot(kScoreboard, options.slot);
-    PythonHost python(options.pylib.c_str(), options.policy.c_str(), options.moduleName.c_str());
+    PythonHost python(options.pylib.c_str(), options.policy.c_str(), options.moduleName.c_str(),
+                      kCode, options.takeCode);
     capnp::MallocMessageBuilder hello;
-    hello.initRoot<proto::Hello>().setReady();
+    auto root = hello.initRoot<proto::Hello>();
+    root.setReady();
+    auto code = root.initCode();
+    code.setSha256(python.code().sha256);
+    code.setMtimeNs(python.code().mtimeNs);
+    code.setFiles(python.code().files);
     wire::sendMessage(kControl, hello, -1, wire::deadlineIn(5000));
     Worker worker{python, options.pool, slot};
     serve(worker, {kControl, kCalls, options.lines ? kLines : -1});
@@ -128,6 +136,12 @@ int main(int argc, char** argv) {
       options.pool.onError.value = value;
     else if (flag == "--lines")
       options.lines = value == "1";
+    else if (flag == "--code")
+      options.takeCode = value == "take";
+    else if (flag == "--max-rss-mb")
+      options.pool.maxRssBytes = uint64_t(std::stoull(value)) << 20;
+    else if (flag == "--max-open-fds")
+      options.pool.maxOpenFds = unsigned(std::stoul(value));
   }
   if (options.policy.empty() || options.user.empty()) {
     fprintf(stderr, "mtapy-worker is started by mtapy-workerd, not by hand\n");
