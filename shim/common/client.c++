@@ -46,6 +46,11 @@ void connectToPool(const Settings& s) {
       wire::fail("uid " + std::to_string(getuid()) + " may not call the pool at " + path +
                  " (add it to that pool's clients in workerd.toml)");
     }
+    bool absent = error == ENOENT || error == ECONNREFUSED;
+    if (absent && !s.pool.empty()) {  // a reload may have removed the pool
+      wire::fail("cannot reach mtapy-workerd: no pool " + s.pool + " at " + path +
+                 " (is mtapy-workerd running, with [pools." + s.pool + "] in its workerd.toml?)");
+    }
     wire::fail("cannot reach mtapy-workerd at " + path + ": " + strerror(error) +
                (s.pool.empty() && s.socket.empty()
                     ? " (is it running? is uid " + std::to_string(getuid()) +

@@ -173,10 +173,12 @@ int main(int argc, char **argv) {
   if (took == NULL) return 1;
   const char *pause = getenv("DLFUNC_HARNESS_PAUSE_MS");
   long pause_ms = pause ? strtol(pause, NULL, 10) : 0;
-  /* $DLFUNC_HARNESS_SECONDS ends a repeat early; $DLFUNC_HARNESS_EVERY prints every result. */
+  /* $DLFUNC_HARNESS_SECONDS ends a repeat early; $DLFUNC_HARNESS_EVERY prints every result,
+     and with $DLFUNC_HARNESS_STAMP also when each call started (CLOCK_MONOTONIC, µs). */
   const char *seconds = getenv("DLFUNC_HARNESS_SECONDS");
   double until = seconds ? now_us() + strtod(seconds, NULL) * 1e6 : 0;
   int every = getenv("DLFUNC_HARNESS_EVERY") != NULL;
+  int stamp = getenv("DLFUNC_HARNESS_STAMP") != NULL;
   int rc = 0;
   long failures = 0;
   uschar *yield = NULL;
@@ -200,7 +202,8 @@ int main(int argc, char **argv) {
     double start = now_us();
     rc = python(&yield, call_argc, call_argv);
     took[i] = now_us() - start;
-    if (every) printf("each rc=%d %s\n", rc, yield ? (char *)yield : "(null)");
+    if (every && stamp) printf("each at=%.0f rc=%d %s\n", start, rc, yield ? (char *)yield : "(null)");
+    else if (every) printf("each rc=%d %s\n", rc, yield ? (char *)yield : "(null)");
     if (rc != OK) {
       failures++;
       if (n > 1) {
