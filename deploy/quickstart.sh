@@ -68,6 +68,6 @@ say "Done"
 cat <<MSG
 Delivered mail: $qs/mail/inbox   Exim's log: $qs/log/mainlog
 mtapy's log: journalctl -u mtapy-workerd, or /var/log/mtapy-workerd.log without systemd
-Edit /etc/mtapy/policy.py and restart mtapy-workerd to change the decisions.
+Edit /etc/mtapy/policy.py, then run mtapyctl reload: the change is live without a failed call.
 Stop the demo Exim: kill \$(cat $qs/exim.pid)
 MSG
