@@ -2,6 +2,7 @@
 #include "supervisor.h"
 
 #include <doctest/doctest.h>
+#include <capnp/serialize.h>
 #include <kj/async-unix.h>
 #include <kj/debug.h>
 
@@ -9,15 +10,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <csignal>
+#include <fstream>
 
 using namespace mtapy::workerd;
 
 namespace {
 
-// Starts `sh -c script` as each "worker"; it never says Hello unless the script does.
+// Starts `sh -c script` as each "worker", its channel on fd 3; it says Hello only if the
+// script does (helloWords() gives the printf escapes of one).
 class ScriptSpawner final : public Spawner {
  public:
-  explicit ScriptSpawner(const char* script) : script_(script) {}
+  explicit ScriptSpawner(std::string script) : script_(std::move(script)) {}
   Spawned spawn(const PoolConfig&, const WorkerSpec&) override {
     int pair[2], out[2];
     KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
@@ -26,10 +29,11 @@ class ScriptSpawner final : public Spawner {
     KJ_SYSCALL(pid = fork());
     if (pid == 0) {  // async-signal-safe only, then exec
       dup2(out[1], 1);
+      dup2(pair[1], 3);
       sigset_t none;
       sigemptyset(&none);
       sigprocmask(SIG_SETMASK, &none, nullptr);
-      execl("/bin/sh", "sh", "-c", script_, nullptr);
+      execl("/bin/sh", "sh", "-c", script_.c_str(), nullptr);
       _exit(127);
     }
     close(pair[1]);
@@ -37,7 +41,7 @@ class ScriptSpawner final : public Spawner {
     spawned++;
     return {pid, kj::AutoCloseFd(pair[0]), kj::AutoCloseFd(out[0])};
   }
-  const char* script_;
+  std::string script_;
   int spawned = 0;
 };
 
@@ -49,6 +53,26 @@ struct Quiet final : public Supervisor::Events {
   int exits = 0;
   std::vector<std::string> failures;
 };
+
+// A Hello as a worker sends it, as printf(1) escapes: ready, or a boot error saying `why`.
+std::string helloWords(const char* why = nullptr) {
+  capnp::MallocMessageBuilder message;
+  auto hello = message.initRoot<mtapy::proto::Hello>();
+  if (why != nullptr) {
+    hello.initBootError().setMessage(why);
+  } else {
+    hello.setReady();
+    hello.initCode().setSha256("ab");
+  }
+  auto words = capnp::messageToFlatArray(message);
+  std::string escaped;
+  for (kj::byte b : words.asBytes()) {
+    char octal[8];
+    snprintf(octal, sizeof octal, "\\%03o", b);
+    escaped += octal;
+  }
+  return escaped;
+}
 
 PoolConfig onePool() {
   // Before any event loop: KJ reads child exits from a signalfd (once per process).
@@ -90,4 +114,59 @@ TEST_CASE("supervisor replaces a starting worker killed from outside without thr
   io.provider->getTimer().afterDelay(400 * kj::MILLISECONDS).wait(io.waitScope);
   CHECK(!supervisor.throttled());
   CHECK(spawner.spawned >= 2);  // replaced after 100 ms each time
+}
+
+TEST_CASE("a held generation's workers take no call before go(), then each gets the word") {
+  PoolConfig pool = onePool();
+  pool.processLimit = 2;
+  auto io = kj::setupAsyncIo();
+  char folder[] = "/tmp/mtapy-supervisor-test-XXXXXX";
+  REQUIRE(mkdtemp(folder) != nullptr);
+  // Each fake worker says Hello, then writes the first word it is sent into a file of its own.
+  ScriptSpawner spawner("printf '" + helloWords() + "' >&3; head -c1 <&3 > " + folder +
+                        "/$$; sleep 5");
+  Quiet events;
+  Supervisor supervisor(pool, spawner, WorkerSpec{0, 1, -1, -1, -1, -1, false}, 2, true, io,
+                        events);
+  supervisor.start();
+  auto& timer = io.provider->getTimer();
+  for (int i = 0; i < 100 && !supervisor.allReady(); i++)
+    timer.afterDelay(20 * kj::MILLISECONDS).wait(io.waitScope);
+  REQUIRE(supervisor.allReady());
+  CHECK(spawner.spawned == 2);  // the first (which snapshots the code) alone, then the other
+  auto words = [&]() {
+    std::string all;
+    for (auto& w : supervisor.workers()) {
+      std::ifstream in(std::string(folder) + "/" + std::to_string(w.pid));
+      std::string word;
+      in >> word;
+      all += word.empty() ? "-" : word;
+    }
+    return all;
+  };
+  timer.afterDelay(200 * kj::MILLISECONDS).wait(io.waitScope);
+  CHECK(words() == "--");
+  supervisor.go();
+  timer.afterDelay(200 * kj::MILLISECONDS).wait(io.waitScope);
+  CHECK(words() == "gg");
+  supervisor.end(Supervisor::Ending::kAbandon).wait(io.waitScope);
+  std::system((std::string("rm -rf ") + folder).c_str());
+}
+
+TEST_CASE("a boot error said just before the worker exits is reported, not lost") {
+  PoolConfig pool = onePool();
+  auto io = kj::setupAsyncIo();
+  ScriptSpawner spawner("printf '" + helloWords("the policy says no") + "' >&3; exit 71");
+  Quiet events;
+  Supervisor supervisor(pool, spawner, WorkerSpec{0, 1, -1, -1, -1, -1, false}, 1, true, io,
+                        events);
+  supervisor.start();
+  // Let it speak and exit before the daemon looks: its exit and its words are then both
+  // waiting, and the exit must not be handled first.
+  usleep(300 * 1000);
+  io.provider->getTimer().afterDelay(500 * kj::MILLISECONDS).wait(io.waitScope);
+  REQUIRE(events.failures.size() == 1);
+  CHECK(events.failures[0] == "the policy says no");
+  CHECK(spawner.spawned == 1);  // held: reported, not retried or throttled
+  CHECK(!supervisor.throttled());
 }

@@ -186,7 +186,17 @@ void Supervisor::spawnOne(bool takeCode) {
     kill(pid, SIGKILL);
   }));
   tasks_.add(io_.unixEventPort.onChildExit(w.reap).then([this, pid](int status) {
-    exited(pid, status);
+    Worker* gone = find(pid);
+    if (gone == nullptr || gone->ready) {
+      exited(pid, status);
+      return kj::Promise<void>(kj::READY_NOW);
+    }
+    // A worker that could not start says why just before it exits, and its exit may be seen
+    // before its words: read them first. Killing what it forked closes its channel.
+    kill(-pid, SIGKILL);
+    return kj::mv(gone->hello)
+        .exclusiveJoin(timer_.afterDelay(1 * kj::SECONDS))
+        .then([this, pid, status]() { exited(pid, status); });
   }));
   workers_.push_back(kj::mv(worker));
 }

@@ -174,7 +174,8 @@ int main(int argc, char **argv) {
   const char *pause = getenv("DLFUNC_HARNESS_PAUSE_MS");
   long pause_ms = pause ? strtol(pause, NULL, 10) : 0;
   /* $DLFUNC_HARNESS_SECONDS ends a repeat early; $DLFUNC_HARNESS_EVERY prints every result,
-     and with $DLFUNC_HARNESS_STAMP also when each call started (CLOCK_MONOTONIC, µs). */
+     and with $DLFUNC_HARNESS_STAMP also when each call started (CLOCK_MONOTONIC) and how long
+     it took, in µs. */
   const char *seconds = getenv("DLFUNC_HARNESS_SECONDS");
   double until = seconds ? now_us() + strtod(seconds, NULL) * 1e6 : 0;
   int every = getenv("DLFUNC_HARNESS_EVERY") != NULL;
@@ -202,7 +203,10 @@ int main(int argc, char **argv) {
     double start = now_us();
     rc = python(&yield, call_argc, call_argv);
     took[i] = now_us() - start;
-    if (every && stamp) printf("each at=%.0f rc=%d %s\n", start, rc, yield ? (char *)yield : "(null)");
+    if (every && stamp) {
+      printf("each at=%.0f took=%.0f rc=%d %s\n", start, took[i], rc,
+             yield ? (char *)yield : "(null)");
+    }
     else if (every) printf("each rc=%d %s\n", rc, yield ? (char *)yield : "(null)");
     if (rc != OK) {
       failures++;
