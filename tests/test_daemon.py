@@ -16,6 +16,7 @@ import socket
 import stat
 import struct
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -942,10 +943,12 @@ def test_sixteen_clients_with_workers_killed_at_random_get_right_answers_or_on_e
     policy = write_policy(stage, "chaos.py", FAULT_POLICY)
     d = make_daemon(pool_toml("a", policy, process_limit=4, timeout="2s"))
     conf = shim_conf(d, timeout="3s")
-    # Each client process calls echo(client-N) for 10 s and prints every result.
+    # Each client process calls echo(client-N) for 10 s and prints every result, into a file:
+    # a pipe read only at the end would fill and stall it.
+    outputs = [tempfile.TemporaryFile() for _ in range(16)]
     clients = [subprocess.Popen(
         [str(harness), str(harness.parent / "mtapy_exim.so"), "repeat", "1000000", "slow_echo",
-         f"client-{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+         f"client-{i}"], stdout=outputs[i], stderr=subprocess.DEVNULL,
         env={**os.environ, "MTAPY_SHIM_CONF": str(conf), "DLFUNC_HARNESS_EVERY": "1",
              "DLFUNC_HARNESS_SECONDS": "10"})
         for i in range(16)]
@@ -964,8 +967,9 @@ def test_sixteen_clients_with_workers_killed_at_random_get_right_answers_or_on_e
     assert kills >= 10
     answers = deferred = 0
     for i, c in enumerate(clients):
-        out, err = c.communicate(timeout=30)
-        for line in out.decode(errors="replace").splitlines():
+        c.wait(timeout=30)
+        outputs[i].seek(0)
+        for line in outputs[i].read().decode(errors="replace").splitlines():
             if not line.startswith("each "):
                 continue
             if line == f"each rc=0 client-{i}":
