@@ -21,12 +21,7 @@ namespace {
 // Exim's process dies (421) on a value of some megabytes; keep far from that.
 constexpr size_t kMaxValue = 64 * 1024;
 
-int expand(uschar** yield, int argc, uschar* argv[]) {
-  if (argc < 1) {
-    *yield = US "mtapy: usage ${dlfunc{mtapy_exim.so}{python}{FUNCTION}{ARG}...}";
-    return kFail;
-  }
-  capnp::MallocMessageBuilder message;
+void describe(capnp::MallocMessageBuilder& message, int argc, const uschar* const argv[]) {
   auto call = message.initRoot<proto::Request>().initExpand();
   auto bytes = [](const uschar* s) {
     return kj::arrayPtr(reinterpret_cast<const kj::byte*>(s), strlen((const char*)s));
@@ -34,6 +29,15 @@ int expand(uschar** yield, int argc, uschar* argv[]) {
   call.setFunction(bytes(argv[0]));
   auto args = call.initArgs(unsigned(argc - 1));
   for (int i = 1; i < argc; i++) args.set(unsigned(i - 1), bytes(argv[i]));
+}
+
+int expand(uschar** yield, int argc, uschar* argv[]) {
+  if (argc < 1) {
+    *yield = US "mtapy: usage ${dlfunc{mtapy_exim.so}{python}{FUNCTION}{ARG}...}";
+    return kFail;
+  }
+  capnp::MallocMessageBuilder message;
+  describe(message, argc, argv);
 
   wire::Datagram received = shim::call(message, -1);
   auto reader = received.reader();
@@ -62,6 +66,24 @@ int expand(uschar** yield, int argc, uschar* argv[]) {
     default:
       *yield = US "mtapy: the daemon sent an answer this shim does not know (upgrade the shim)";
       return kDefer;
+  }
+}
+
+// Runs when the library is loaded. Preloaded into Exim's daemon (README, "The fast first
+// call"), that is once, before the daemon forks a process per SMTP session, and each
+// session's first ${dlfunc} finds the work done. Exim's store does not exist yet: no Exim
+// function may be called here.
+__attribute__((constructor)) void warmUp() {
+  // Exim's exported symbols bind only inside Exim: elsewhere (the shells and tools of Exim's
+  // init script, which inherit the preload) stay idle.
+  if (&expand_string == nullptr) return;
+  static const uschar* const typical[] = {US "function", US "sender@example.org", US "192.0.2.1"};
+  try {
+    capnp::MallocMessageBuilder message;
+    describe(message, 3, typical);
+    shim::prepare(message);
+  } catch (...) {
+    // Nothing is lost: the first call does the work itself.
   }
 }
 
