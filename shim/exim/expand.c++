@@ -1,8 +1,10 @@
 // expand.c++ - ${dlfunc{/usr/lib/mtapy/mtapy_exim.so}{python}{FUNCTION}{ARG}...}
 // DESCRIPTION  Sends the expansion to the caller's pool and maps the answer to Exim's dlfunc
-//              results: a value is OK, None is a forced failure, a policy error is FAIL (the
-//              traceback is in mtapy's log), and anything that kept the policy from answering
-//              (daemon down, timeout, crash) is DEFER. Either failure makes an ACL answer 451.
+//              results: a value is OK, None is a forced failure, and every failure - a policy
+//              error (the traceback is in mtapy's log) or anything that kept the policy from
+//              answering (daemon down, timeout, crash) - is FAIL, which makes an ACL answer 451.
+//              Not DEFER: Exim treats DEFER exactly as FAIL but also writes each one to the
+//              panic log (docs/design.md section 3.1), which Debian mails to root daily.
 // SECURITY     No C++ exception crosses into Exim; no Python runs in this process.
 // SEE ALSO     proto/policy.capnp (Expand), pylib/mtapy/_worker.py (the return-value rules)
 #include "exim-api.h"
@@ -50,7 +52,7 @@ int expand(uschar** yield, int argc, uschar* argv[]) {
             "mtapy: %s returned %d bytes, more than an Exim expansion can safely hold (64 KiB)",
             string_copyn(argv[0], 200), int(value.size()));
         log_write(0, LOG_MAIN, "%s", *yield);
-        return kDefer;
+        return kFail;
       }
       *yield = string_copyn((const uschar*)value.begin(), int(value.size()));
       return kOk;
@@ -61,11 +63,11 @@ int expand(uschar** yield, int argc, uschar* argv[]) {
     case proto::Response::FAILURE: {
       auto failure = response.getFailure();
       *yield = string_sprintf("mtapy: %.1000s", failure.getMessage().cStr());
-      return failure.getKind() == proto::Failure::Kind::POLICY_ERROR ? kFail : kDefer;
+      return kFail;
     }
     default:
       *yield = US "mtapy: the daemon sent an answer this shim does not know (upgrade the shim)";
-      return kDefer;
+      return kFail;
   }
 }
 
@@ -100,5 +102,5 @@ extern "C" int python(uschar** yield, int argc, uschar* argv[]) {
   } catch (...) {
     *yield = US "mtapy: unexpected error in the shim";
   }
-  return mtapy::exim::kDefer;
+  return mtapy::exim::kFail;
 }
