@@ -126,6 +126,21 @@ def test_the_exim_shim_loads_with_only_the_symbols_stock_exim_exports(harness):
     assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
 
 
+def test_loading_the_shim_is_silent_whatever_shim_conf_says(harness, tmp_path):
+    # Loaded into Exim, the shim reads shim.conf and rehearses a call before any is made
+    # (shim/exim/expand.c++); a wrong file or a missing daemon is for the calls to report.
+    conf = tmp_path / "shim.conf"
+    for text in ("sokket = /x\n", "socket_dir = /nonexistent\n"):
+        conf.write_text(text)
+        r = subprocess.run([str(harness), str(harness.parent / "mtapy_exim.so"), "load"],
+                           capture_output=True, text=True,
+                           env={**os.environ, "MTAPY_SHIM_CONF": str(conf)})
+        assert (r.returncode, r.stdout, r.stderr) == (0, "ok\n", ""), text
+    conf.write_text("sokket = /x\n")
+    rc, message = exim_call(harness, conf, "anything")
+    assert rc == FAIL and b"shim.conf:1: unknown key sokket" in message, (rc, message)
+
+
 def test_allowed_uids_get_answers_through_the_exim_shim(make_daemon, stage, users, harness):
     policy = write_policy(stage, "who-shim.py", POLICY)
     d = make_daemon(pool_toml("a", policy, user="mtapy-t1", clients=("root", "mtapy-t2")))
