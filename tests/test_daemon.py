@@ -3,7 +3,8 @@
 Each test runs a real mtapy-workerd as root with pools of real worker processes under the
 unprivileged users mtapy-t1 and mtapy-t2, and calls it the way Exim does: through the real
 mtapy_exim.so loaded by tests/tools/dlfunc-harness (which plays Exim's ${dlfunc}), or through
-mtapyctl where an admin would. dlfunc results: OK 0, DEFER 1, FAIL 2, ERROR 3, FAIL_FORCED 4.
+mtapyctl where an admin would. dlfunc results: OK 0, DEFER 1, FAIL 2, ERROR 3, FAIL_FORCED 4;
+the shim reports every failure as FAIL (DEFER would also write Exim's panic log).
 """
 
 import hashlib
@@ -24,7 +25,7 @@ import random
 
 from conftest import BUILD, pool_toml, wait_for, write_policy
 
-OK, DEFER, FAIL, FAIL_FORCED = 0, 1, 2, 4
+OK, FAIL, FAIL_FORCED = 0, 2, 4
 
 POLICY = """
     import os
@@ -126,6 +127,21 @@ def test_the_exim_shim_loads_with_only_the_symbols_stock_exim_exports(harness):
     assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
 
 
+def test_loading_the_shim_is_silent_whatever_shim_conf_says(harness, tmp_path):
+    # Loaded into Exim, the shim reads shim.conf and rehearses a call before any is made
+    # (shim/exim/expand.c++); a wrong file or a missing daemon is for the calls to report.
+    conf = tmp_path / "shim.conf"
+    for text in ("sokket = /x\n", "socket_dir = /nonexistent\n"):
+        conf.write_text(text)
+        r = subprocess.run([str(harness), str(harness.parent / "mtapy_exim.so"), "load"],
+                           capture_output=True, text=True,
+                           env={**os.environ, "MTAPY_SHIM_CONF": str(conf)})
+        assert (r.returncode, r.stdout, r.stderr) == (0, "ok\n", ""), text
+    conf.write_text("sokket = /x\n")
+    rc, message = exim_call(harness, conf, "anything")
+    assert rc == FAIL and b"shim.conf:1: unknown key sokket" in message, (rc, message)
+
+
 def test_allowed_uids_get_answers_through_the_exim_shim(make_daemon, stage, users, harness):
     policy = write_policy(stage, "who-shim.py", POLICY)
     d = make_daemon(pool_toml("a", policy, user="mtapy-t1", clients=("root", "mtapy-t2")))
@@ -142,7 +158,7 @@ def test_a_uid_not_allowed_for_a_pool_is_refused_by_the_kernel_with_the_fix(make
                     pool_toml("b", policy, user="mtapy-t1", clients=("mtapy-t2",)))
     uid = str(users["mtapy-t2"].pw_uid)
     rc, message = exim_call(harness, shim_conf(d, pool="a"), "whoami", user="mtapy-t2")
-    assert rc == DEFER and f"uid {uid} may not call".encode() in message, (rc, message)
+    assert rc == FAIL and f"uid {uid} may not call".encode() in message, (rc, message)
     assert b"add it to that pool's clients" in message
     # The socket's ACL refused it: no worker of pool a saw the call.
     assert "calls 0," in d.ctl("status").stdout.split("pool b")[0]
@@ -299,7 +315,7 @@ def test_a_worker_that_dies_mid_call_defers_and_the_next_call_succeeds(make_daem
     d = make_daemon(pool_toml("a", policy, process_limit=1, timeout="5s"), name=f"dies-{fn}")
     conf = shim_conf(d)
     rc, message = exim_call(harness, conf, fn)
-    assert rc == DEFER and b"mtapy: worker pid" in message, (rc, message)
+    assert rc == FAIL and b"mtapy: worker pid" in message, (rc, message)
     assert exim_call(harness, conf, "fine") == (OK, b"fine")
     assert wait_for(lambda: log_lines(d, "pool a: worker pid", exit_text)), d.log()
 
@@ -312,7 +328,7 @@ def test_a_call_past_its_timeout_defers_dumps_the_stack_and_the_pool_recovers(ma
     started = time.monotonic()
     rc, message = exim_call(harness, conf, "sleepy")
     took = time.monotonic() - started
-    assert rc == DEFER and b"did not answer within 1000 ms" in message, (rc, message)
+    assert rc == FAIL and b"did not answer within 1000 ms" in message, (rc, message)
     assert 1.0 <= took < 2.0, took
     assert exim_call(harness, conf, "fine") == (OK, b"fine")
     # faulthandler's dump names the policy file and the function that hung.
@@ -329,7 +345,7 @@ def test_failures_answer_on_error_value_only_when_the_pool_is_fail_open(make_dae
     fail_open, fail_closed = shim_conf(d, pool="open"), shim_conf(d, pool="closed")
     for fn in ("broken", "exits", "sleepy"):
         assert exim_call(harness, fail_open, fn) == (OK, b"yes"), fn
-        assert exim_call(harness, fail_closed, fn)[0] in (DEFER, FAIL), fn
+        assert exim_call(harness, fail_closed, fn)[0] == FAIL, fn
     assert exim_call(harness, fail_open, "fine") == (OK, b"fine")  # answers stay answers
     assert exim_call(harness, fail_open, "nothing.here") == (OK, b"yes")
     # Fail-open still logs each failure.
@@ -351,7 +367,7 @@ def test_a_policy_that_fails_to_import_throttles_its_pool_not_the_daemon(make_da
         started = time.monotonic()
         rc, message = exim_call(harness, conf, "fine")
         assert time.monotonic() - started < 1.0
-        assert rc == DEFER and b"bad" in message, (rc, message)
+        assert rc == FAIL and b"bad" in message, (rc, message)
     assert d.call("good", "fine") == (0, "fine", "")
     assert exim_call(harness, shim_conf(d, pool="good"), "fine") == (OK, b"fine")
     assert "No module named 'mtapy_no_such_module_for_tests'" in d.log()
@@ -372,7 +388,7 @@ def test_an_answer_too_large_to_forward_defers_and_the_pool_recovers(make_daemon
     d = make_daemon(pool_toml("a", policy, process_limit=1, timeout="1s"))
     conf = shim_conf(d)
     rc, message = exim_call(harness, conf, "huge")
-    assert rc == DEFER, (rc, message[:200])
+    assert rc == FAIL, (rc, message[:200])
     assert exim_call(harness, conf, "fine") == (OK, b"fine"), d.ctl("status").stdout + d.log()
 
 
@@ -483,7 +499,7 @@ def test_a_long_lived_mta_process_survives_a_daemon_restart(make_daemon, stage, 
     time.sleep(0.3)
     assert d.stop() == 0
     rc, message = exim_call(harness, conf, "whoami")  # meanwhile: defer, do not hang
-    assert rc == DEFER and b"cannot reach mtapy-workerd" in message, (rc, message)
+    assert rc == FAIL and b"cannot reach mtapy-workerd" in message, (rc, message)
     d.start()
     out, err = session.communicate(timeout=10)
     assert repeat_summary(out)[:2] == ("calls=2", "failures=0"), (out, err)
@@ -590,7 +606,7 @@ def test_a_daemon_that_never_answers_makes_the_shim_defer_in_bounded_time(stage,
     rc, message = exim_call(harness, conf, "f")
     took = time.monotonic() - started
     silent.close()
-    assert rc == DEFER and b"timed out" in message, (rc, message)
+    assert rc == FAIL and b"timed out" in message, (rc, message)
     assert 1.0 <= took < 3.0, took
 
 
@@ -671,7 +687,7 @@ def test_a_full_queue_makes_callers_wait_only_until_their_deadline(make_daemon, 
     started = time.monotonic()
     rc, message = exim_call(harness, shim_conf(d, timeout="500ms"), "pid")
     took = time.monotonic() - started
-    assert rc == DEFER and b"queue is full" in message, (rc, message)
+    assert rc == FAIL and b"queue is full" in message, (rc, message)
     assert 0.4 < took < 1.0, took  # its own 0.5 s deadline, not the busy call's 2 s
     assert busy.communicate(timeout=10)[0] == b"rc=0\nslower\n"
     assert queued.communicate(timeout=10)[0].startswith(b"rc=0\n")
@@ -933,7 +949,7 @@ def test_a_worker_lost_mid_call_is_answered_with_on_error_in_time(make_daemon, s
     if fail_open:
         assert out == b"rc=0\nopen\n", (out, err)
     else:
-        assert out.startswith(b"rc=1\nmtapy: "), (out, err)  # DEFER: Exim answers 451
+        assert out.startswith(b"rc=2\nmtapy: "), (out, err)  # FAIL: Exim answers 451
     # The pool recovers: the next calls are answered by the policy.
     assert wait_for(lambda: exim_call(harness, conf, "echo", "back") == (OK, b"back")), d.log()
 
@@ -974,8 +990,8 @@ def test_sixteen_clients_with_workers_killed_at_random_get_right_answers_or_on_e
                 continue
             if line == f"each rc=0 client-{i}":
                 answers += 1
-            else:  # on_error: DEFER (rc 1) with mtapy's reason, never a wrong or empty value
-                assert line.startswith("each rc=1 mtapy: "), line
+            else:  # on_error: FAIL (rc 2) with mtapy's reason, never a wrong or empty value
+                assert line.startswith("each rc=2 mtapy: "), line
                 deferred += 1
     assert answers > 1000 and deferred >= 1, (answers, deferred, kills)
     assert d.process.poll() is None, d.log()

@@ -24,4 +24,12 @@ wire::Datagram call(capnp::MallocMessageBuilder& request, int fd);
 // The same with `settings` in place of shim.conf's (mtapyctl).
 wire::Datagram call(capnp::MallocMessageBuilder& request, int fd, const Settings& settings);
 
+// Do now, in a process that will fork the MTA's processes, what the first call of each of
+// them would otherwise do again: read shim.conf, and rehearse a call over a socketpair, with
+// `typical` as the request and a value as the answer. The rehearsal allocates the receive
+// buffer, grows the heap, and binds the libstdc++ functions a call reaches that the dynamic
+// linker binds lazily (libcapnp and libkj are bound at load). No pool is contacted; nothing is
+// printed or left open, and a failure only leaves the work to the first call.
+void prepare(capnp::MallocMessageBuilder& typical) noexcept;
+
 }  // namespace mtapy::shim

@@ -3,7 +3,10 @@
 #include "settings.h"
 
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#include <cstdlib>
+#include <fstream>
 
 using mtapy::shim::parseSettings;
 
@@ -36,4 +39,48 @@ TEST_CASE("a wrong line is an error with its line number") {
         "/etc/mtapy/shim.conf:2: unknown key sokket (expected socket_dir, pool, timeout or socket)");
   CHECK(parseSettings("timeout = soon\n", "f").error == "f:1: timeout: expected e.g. 30s or 500ms");
   CHECK(parseSettings("socket\n", "f").error == "f:1: expected key = value");
+}
+
+namespace {
+
+std::string scratchFile(const char* name, const std::string& text) {
+  std::string path = std::string(P_tmpdir) + "/mtapy-settings-test-" +
+                     std::to_string(getpid()) + "-" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+// Runs `check` in a forked child; true if it returned true there.
+template <typename Check>
+bool inChild(Check check) {
+  pid_t pid = fork();
+  if (pid == 0) _exit(check() ? 0 : 1);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+}  // namespace
+
+// The shim preloaded into Exim's daemon reads shim.conf before the daemon forks.
+TEST_CASE("a forked child uses shim.conf as it is at the child's first call") {
+  std::string first = scratchFile("first", "pool = one\n");
+  std::string second = scratchFile("second", "pool = two\n");
+  setenv("MTAPY_SHIM_CONF", first.c_str(), 1);
+  CHECK(mtapy::shim::settings().pool == "one");
+
+  CHECK(inChild([] { return mtapy::shim::settings().pool == "one"; }));  // unchanged
+  std::ofstream(first) << "pool = changed\n";
+  CHECK(inChild([] { return mtapy::shim::settings().pool == "changed"; }));
+  // Exim purges its environment after start: a child may name another file than its parent.
+  CHECK(inChild([&] {
+    setenv("MTAPY_SHIM_CONF", second.c_str(), 1);
+    return mtapy::shim::settings().pool == "two";
+  }));
+  unlink(first.c_str());
+  CHECK(inChild([] { return mtapy::shim::settings().pool.empty(); }));  // gone: the defaults
+  // A process keeps what it read at its first call.
+  CHECK(mtapy::shim::settings().pool == "one");
+  unlink(second.c_str());
+  unsetenv("MTAPY_SHIM_CONF");
 }

@@ -2,6 +2,7 @@
 #include "settings.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cstdlib>
 
@@ -70,21 +71,80 @@ std::string poolSocket(const Settings& s) {
   return s.socketDir + "/uid/" + std::to_string(getuid()) + ".sock";
 }
 
-const Settings& settings() {
-  static const Settings loaded = [] {
-    // Not from a setuid start (sendmail, exim -bs by any user): they could aim us anywhere.
-    const char* env = secure_getenv("MTAPY_SHIM_CONF");
-    std::string path = env && *env ? env : "/etc/mtapy/shim.conf";
-    // Plain read(): iostreams would build a std::locale in every new Exim process.
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Settings{};  // no file: the defaults
-    std::string text;
-    char buffer[4096];
-    for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) text.append(buffer, size_t(n));
-    close(fd);
-    return parseSettings(text, path);
-  }();
+namespace {
+
+// What stat() tells of the file a copy was read from; equal means not changed since. The
+// timestamps follow the kernel's coarse clock (ticks of some ms), so the size helps catch a
+// rewrite in the same tick.
+struct Identity {
+  bool exists = false;
+  dev_t device = 0;
+  ino_t inode = 0;
+  off_t size = 0;
+  timespec modified{}, changed{};
+
+  explicit Identity(const struct stat* st = nullptr) {
+    if (st == nullptr) return;
+    exists = true;
+    device = st->st_dev;
+    inode = st->st_ino;
+    size = st->st_size;
+    modified = st->st_mtim;
+    changed = st->st_ctim;
+  }
+  bool operator==(const Identity& o) const {
+    return exists == o.exists && device == o.device && inode == o.inode && size == o.size &&
+           modified.tv_sec == o.modified.tv_sec && modified.tv_nsec == o.modified.tv_nsec &&
+           changed.tv_sec == o.changed.tv_sec && changed.tv_nsec == o.changed.tv_nsec;
+  }
+};
+
+struct Loaded {
+  std::string path;
+  Identity identity;
+  Settings settings;
+  pid_t checkedBy = 0;  // the process that last made sure this copy is current
+};
+
+const char* confPath() {
+  // Not from a setuid start (sendmail, exim -bs by any user): they could aim us anywhere.
+  const char* env = secure_getenv("MTAPY_SHIM_CONF");
+  return env && *env ? env : "/etc/mtapy/shim.conf";
+}
+
+Loaded load(const char* path) {
+  Loaded loaded;
+  loaded.path = path;
+  // Plain read(): iostreams would build a std::locale in every new Exim process.
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return loaded;  // no file: the defaults
+  struct stat st;
+  if (fstat(fd, &st) == 0) loaded.identity = Identity(&st);
+  std::string text;
+  char buffer[4096];
+  for (ssize_t n; (n = read(fd, buffer, sizeof buffer)) > 0;) text.append(buffer, size_t(n));
+  close(fd);
+  loaded.settings = parseSettings(text, path);
   return loaded;
+}
+
+}  // namespace
+
+const Settings& settings() {
+  static Loaded loaded;
+  pid_t self = getpid();
+  if (loaded.checkedBy == self) return loaded.settings;
+  const char* path = confPath();
+  struct stat st;
+  bool exists = stat(path, &st) == 0;
+  // A copy from a parent stays only if it came from this very file, unchanged (Exim purges
+  // its environment after start, so the child may name another file than the daemon did).
+  if (loaded.checkedBy == 0 || loaded.path != path ||
+      !(loaded.identity == Identity(exists ? &st : nullptr))) {
+    loaded = load(path);
+  }
+  loaded.checkedBy = self;
+  return loaded.settings;
 }
 
 }  // namespace mtapy::shim

@@ -1,8 +1,10 @@
 // settings.h - the shim's own configuration: where the daemon is, which pool, how long to wait
-// DESCRIPTION  Read once per MTA process from $MTAPY_SHIM_CONF or /etc/mtapy/shim.conf
-//              ("key = value" lines, # comments; deploy/shim.conf documents every key). A
-//              missing file means the defaults; a wrong line is an error on every call, so the
-//              MTA defers instead of guessing.
+// DESCRIPTION  Read from $MTAPY_SHIM_CONF or /etc/mtapy/shim.conf ("key = value" lines,
+//              # comments; deploy/shim.conf documents every key). A missing file means the
+//              defaults; a wrong line is an error on every call, so the MTA defers instead of
+//              guessing. Each MTA process uses the file as it was at its first call: settings()
+//              read it then, or earlier in a parent (the shim preloaded into Exim's daemon),
+//              and a child keeps the parent's copy only if stat() finds the same file unchanged.
 #pragma once
 
 #include <string>
@@ -17,6 +19,7 @@ struct Settings {
   std::string error;           // a problem in the file: "path:line: what"
 };
 
+// The settings of this process; the first use in each process checks the file (one stat()).
 const Settings& settings();
 
 // The socket of the pool to call: `socket`, else SOCKET_DIR/pools/POOL.sock, else

@@ -40,5 +40,7 @@ extern "C" {
 #undef ERROR
 
 namespace mtapy::exim {
-constexpr int kOk = 0, kDefer = 1, kFail = 2, kError = 3, kFailForced = 4;  // dlfunc results
+// dlfunc results. DEFER (1) and ERROR (3) fail an expansion exactly as FAIL does, plus a line
+// in Exim's panic log for each call: the shim reports every failure as FAIL.
+constexpr int kOk = 0, kFail = 2, kFailForced = 4;
 }

@@ -18,6 +18,11 @@ process, servers and daemon included, which its workers inherit), in this order:
   fc_preload    fork -> child calls through the shim that the parent dlopen()ed (no call)
   old_fc_preload  the same through the old build's shim and daemon (with --old-build)
   fc_dlopen     fork -> child dlopen()s the shim, then calls
+  fc_phases     fork-phases: as fc_preload, the child timing fork -> running, its first and
+                second call, and counting its page faults in each call
+  *_before      with --before-shim: fc_preload and fc_phases through that shim instead (another
+                build's mtapy_exim.so, e.g. of the commit before a change), same daemon and run
+With --first-call-only, only the fc_* tests run (and the before shim's).
   rss_*         VmRSS of the daemon, its workers and the rpc1 server (and the old daemon's)
 CPU per call: /proc/PID/stat utime+stime of the daemon and of its workers before and after
 each test, divided by the calls made (warm-up included).
@@ -56,6 +61,8 @@ def slow():
 """
 
 RESULT = re.compile(r"RESULT p50_us=(\S+) p99_us=(\S+) max_us=(\S+) calls_per_s=(\S+) calls=(\d+)")
+PHASES = re.compile(r"PHASES fork_us=(\S+) first_us=(\S+) second_us=(\S+) "
+                    r"first_faults=(\S+) second_faults=(\S+)")
 ISOLATION = re.compile(r"ISOLATION slow_rc=(-?\d+) slow_ms=(\S+) overlapped=(\d)")
 
 
@@ -82,7 +89,7 @@ def old_commit(build):
     return r.stdout.strip() if r.returncode == 0 else "?"
 
 
-def make_stage(build, bench_bin, old_build=None):
+def make_stage(build, bench_bin, old_build=None, before_shim=None):
     root = pathlib.Path(tempfile.mkdtemp(prefix="mtapy-bench-"))
     root.chmod(0o755)
     shutil.copytree(TOP / "pylib", root / "pylib",
@@ -99,6 +106,8 @@ def make_stage(build, bench_bin, old_build=None):
             shutil.copy2(old_build / program, root / "bin-old")
     for program in ("rawpp", "rpc1", "shimbench"):
         shutil.copy2(bench_bin / program, bin_dir)
+    if before_shim:
+        shutil.copy2(before_shim, bin_dir / "mtapy_exim-before.so")
     (root / "policy.py").write_text(POLICY)
     (root / "run").mkdir()
     for path in root.rglob("*"):
@@ -277,6 +286,10 @@ def run(cmd, env=None, timeout=300, server_pids=None, calls_for_cpu=0):
     client1 = children_cpu()
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    m = PHASES.search(r.stdout)
+    if m:
+        return dict(zip(("fork", "first", "second", "first_faults", "second_faults"),
+                        map(float, m.groups())))
     m = RESULT.search(r.stdout)
     if not m:
         raise RuntimeError(f"no RESULT from {' '.join(cmd)}:\n{r.stdout}\n{r.stderr}")
@@ -339,10 +352,21 @@ def one_run(stage, name, pinned, a):
             for test, block in (pair if i % 2 == 0 else pair[::-1]):
                 tests.append((f"{test}#{i}", [s.bin("shimbench"), "isolation", so, "200", block],
                               dict, 0))
+        if a.first_call_only:
+            tests = []
         tests += [
             ("fc_raw", [s.bin("rawpp"), "fork", str(s.raw_sock), str(a.forks)], dict, 0),
             ("fc_preload", [s.bin("shimbench"), "fork-preload", so, str(a.forks)], dict, 0),
+            ("fc_phases", [s.bin("shimbench"), "fork-phases", so, str(a.forks)], dict, 0),
         ]
+        if a.before_shim:  # right after this build's, against the same daemon
+            before = s.bin("mtapy_exim-before.so")
+            tests += [
+                ("fc_preload_before", [s.bin("shimbench"), "fork-preload", before, str(a.forks)],
+                 dict, 0),
+                ("fc_phases_before", [s.bin("shimbench"), "fork-phases", before, str(a.forks)],
+                 dict, 0),
+            ]
         if old:
             tests.append(("old_fc_preload", [s.bin("shimbench"), "fork-preload", old_so,
                                              str(a.forks)], dict, 0))
@@ -354,7 +378,7 @@ def one_run(stage, name, pinned, a):
             if test in ("mtapy_c1", "old_c1"):  # the pool's own view of its calls
                 res[test]["daemon_p50"] = s.daemon_p50(old=test == "old_c1")
             log(f"  {name} {test}: {res[test]}")
-        for test in ("iso_base", "iso_block"):
+        for test in ("iso_base", "iso_block") if not a.first_call_only else ():
             pairs = [res.pop(f"{test}#{i}") for i in range(a.iso_pairs)]
             res[test] = {key: med([p[key] for p in pairs]) for key in pairs[0]}
             res[test]["overlapped"] = min(p["overlapped"] for p in pairs)
@@ -458,6 +482,68 @@ def fmt(v, digits=1):
     return f"{v:.{digits}f}"
 
 
+def first_call_section(runs, a):
+    """The fc_* tests: the first call in a freshly forked process, and where its time goes."""
+    modes = ("unpinned", "pinned")
+    old_name = f"old design ({a.old_commit.split()[0]})" if a.old_build else ""
+    before = a.before_shim is not None
+
+    def col(mode, test, key):
+        return med([r[test][key] for r in runs[mode]])
+
+    lines = []
+    w = lines.append
+    w(f"### First call in a freshly forked process (fork → answer in the child; {a.forks} forks per run)\n")
+    w("| path | unpinned p50 / p99 µs | pinned p50 / p99 µs |")
+    w("|---|---|---|")
+    rows = [("fc_raw", "floor: child does raw connect + 64 B ping-pong"),
+            ("fc_preload", "**parent dlopen()ed the shim (no call), child calls**")]
+    if before:
+        rows.append(("fc_preload_before", f"the same through the before shim ({a.before_shim})"))
+    if a.old_build:
+        rows.append(("old_fc_preload", f"{old_name}: parent dlopen()ed its shim, child calls"))
+    rows.append(("fc_dlopen", "child dlopen()s the shim, then calls"))
+    for test, label in rows:
+        cells = [f"{fmt(col(m, test, 'p50'))} / {fmt(col(m, test, 'p99'))}" for m in modes]
+        w(f"| {label} | {cells[0]} | {cells[1]} |")
+    w("")
+    w("Where it goes (`shimbench fork-phases`, the child timing itself; medians over the forks, "
+      "then over the runs; faults: minor page faults of the child during the call):\n")
+    w("| shim | mode | fork → child runs µs | first call µs (faults) | second call µs (faults) |")
+    w("|---|---|---|---|---|")
+    shims = [("fc_phases", "this build")] + ([("fc_phases_before", "before")] if before else [])
+    for test, label in shims:
+        for m in modes:
+            w(f"| {label} | {m} | {fmt(col(m, test, 'fork'))} | {fmt(col(m, test, 'first'))} "
+              f"({fmt(col(m, test, 'first_faults'), 0)}) | {fmt(col(m, test, 'second'))} "
+              f"({fmt(col(m, test, 'second_faults'), 0)}) |")
+    w("")
+    ratios = [("first call, preloaded / raw floor (p50)",
+               lambda r: r["fc_preload"]["p50"] / r["fc_raw"]["p50"])]
+    if before:
+        ratios += [("first call, preloaded: this build / before (p50)",
+                    lambda r: r["fc_preload"]["p50"] / r["fc_preload_before"]["p50"]),
+                   ("the child's first call alone: this build / before",
+                    lambda r: r["fc_phases"]["first"] / r["fc_phases_before"]["first"])]
+    w("| ratio (median of per-run ratios, per-run range) | unpinned | pinned |")
+    w("|---|---|---|")
+    for label, f in ratios:
+        cells = []
+        for m in modes:
+            values = [f(r) for r in runs[m]]
+            cells.append(f"{fmt(med(values), 2)} ({fmt(min(values), 2)}–{fmt(max(values), 2)})")
+        w(f"| {label} | {cells[0]} | {cells[1]} |")
+    w("")
+    w("| run | fc_raw p50 | fc_preload p50 | " + ("fc_preload before p50 |" if before else ""))
+    w("|---|---|---|" + ("---|" if before else ""))
+    for m in modes:
+        for i, r in enumerate(runs[m]):
+            cells = [r["fc_raw"]["p50"], r["fc_preload"]["p50"]] + \
+                ([r["fc_preload_before"]["p50"]] if before else [])
+            w(f"| {m} {i + 1} | " + " | ".join(fmt(c) for c in cells) + " |")
+    return lines
+
+
 def report(runs, a, started, load_before, load_after):
     modes = ("unpinned", "pinned")
     old = a.old_build is not None
@@ -494,17 +580,7 @@ def report(runs, a, started, load_before, load_after):
                  for m in modes]
         w(f"| {label} | {cells[0]} | {cells[1]} |")
     w("")
-    w(f"### First call in a freshly forked process (fork → answer in the child; {a.forks} forks per run)\n")
-    w("| path | unpinned p50 / p99 µs | pinned p50 / p99 µs |")
-    w("|---|---|---|")
-    rows = [("fc_raw", "floor: child does raw connect + 64 B ping-pong"),
-            ("fc_preload", "**parent dlopen()ed the shim (no call), child calls**")]
-    if old:
-        rows.append(("old_fc_preload", f"{old_name}: parent dlopen()ed its shim, child calls"))
-    rows.append(("fc_dlopen", "child dlopen()s the shim, then calls"))
-    for test, label in rows:
-        cells = [f"{fmt(col(m, test, 'p50'))} / {fmt(col(m, test, 'p99'))}" for m in modes]
-        w(f"| {label} | {cells[0]} | {cells[1]} |")
+    lines += first_call_section(runs, a)
     w("")
     w("### CPU per call, µs, warm-up calls included (median of per-run figures)\n")
     w("Client: the bench program and its forked clients (RUSAGE_CHILDREN). Server: the rawpp or "
@@ -572,8 +648,6 @@ def report(runs, a, started, load_before, load_after):
          lambda r: r["iso_block"]["p50"] / r["iso_base"]["p50"], "not delayed (~1)"),
         ("isolation: quick p99 during block / alone",
          lambda r: r["iso_block"]["p99"] / r["iso_base"]["p99"], "not delayed (~1)"),
-        ("first call: preloaded / raw floor (p50)",
-         lambda r: r["fc_preload"]["p50"] / r["fc_raw"]["p50"], "–"),
         ("first call: child dlopen / preloaded (p50)",
          lambda r: r["fc_dlopen"]["p50"] / r["fc_preload"]["p50"], "–"),
     ]
@@ -657,6 +731,10 @@ def main():
                    help="only count syscalls and context switches per call (perf stat)")
     p.add_argument("--syscall-calls", type=int, default=20000)
     p.add_argument("--iso-pairs", type=int, default=5, help="isolation pairs per run")
+    p.add_argument("--before-shim", type=pathlib.Path,
+                   help="also measure the first call through this mtapy_exim.so (e.g. of an "
+                        "earlier commit), against the same daemon")
+    p.add_argument("--first-call-only", action="store_true", help="run only the fc_* tests")
     p.add_argument("--old-build", type=pathlib.Path,
                    help="also measure this build of the old design (daemon forwards each call)")
     a = p.parse_args()
@@ -666,7 +744,7 @@ def main():
     ensure_user(POOL_USER)
     started = datetime.datetime.now().astimezone()
     load_before = " ".join(open("/proc/loadavg").read().split()[:3])
-    stage = make_stage(a.build, a.bin, a.old_build)
+    stage = make_stage(a.build, a.bin, a.old_build, a.before_shim)
     if a.syscalls:
         try:
             print(syscall_run(stage, a))
@@ -683,7 +761,13 @@ def main():
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     load_after = " ".join(open("/proc/loadavg").read().split()[:3])
-    print(report(runs, a, started, load_before, load_after))
+    if a.first_call_only:
+        print("\n".join(first_call_section(runs, a)))
+        print(f"\n{started:%Y-%m-%d %H:%M %Z}; {a.reps} repetitions × (unpinned, pinned), "
+              f"interleaved; {a.forks} forks per test; load average before {load_before}, "
+              f"after {load_after}.")
+    else:
+        print(report(runs, a, started, load_before, load_after))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
 # Needs exim4-daemon-heavy (Perl, ${dlfunc}) and, for the Twisted daemon, python3-twisted
 # (without it a socketserver daemon stands in). Takes about 8 minutes with the defaults.
 # Usage (as root):  MTAPY_BUILD=build [MTAPY_OLD_BUILD=DIR] bash tests/bench/exim-run.sh [options]
+#   MTAPY_BEFORE_SHIM: also measure the preload style through this mtapy_exim.so (e.g. a build
+#   of the commit before a change to the shim), against the same daemon: style preload_before.
 #   MTAPY_OLD_BUILD: also measure a build of the old design (before 98fae6c: the daemon forwards
 #   every call), e.g. of cac056b, whose source folder (named in its CMakeCache.txt) must still
 #   exist: styles old_preload and old_rs, and its listener alone.
@@ -30,6 +32,7 @@ for f in workerd/mtapy-workerd workerd/mtapy-worker workerd/mtapyctl shim/mtapy_
 done
 old=()
 [ -z "${MTAPY_OLD_BUILD:-}" ] || old=(--old-build "$MTAPY_OLD_BUILD")
+[ -z "${MTAPY_BEFORE_SHIM:-}" ] || old+=(--before-shim "$MTAPY_BEFORE_SHIM")
 /usr/sbin/exim4 -bV | grep -q 'Perl.*Expand_dlfunc' ||
   { echo "exim-run.sh: needs exim4-daemon-heavy (Perl and Expand_dlfunc)" >&2; exit 1; }
 /usr/bin/python3 -c 'import twisted.internet' 2>/dev/null ||

@@ -19,6 +19,8 @@ DESCRIPTION  Private Exim daemons (tests/exim/exim_harness.py: `main_config`, `E
                 "check ${quote:$local_part}"), answered by its workers directly
     twisted_rs  ${readsocket} to a Twisted LineReceiver daemon (answers "no", closes)
     perl        Exim's embedded Perl, perl_at_start = true, ${perl{check}{$local_part}}
+  With --before-shim SO (another build's mtapy_exim.so, e.g. of the commit before a change):
+    preload_before  the preload style through that shim, against the same daemon
   With --old-build (a build of the old design, before 98fae6c: one daemon socket, the daemon
   forwards every call), also, against that build's own daemon, shim and pylib:
     old_preload the preload style through the old shim and daemon
@@ -70,6 +72,7 @@ CLIENTS = ("Debian-exim", "root")
 RCPT = b"RCPT TO:<user1@mtapy.test>\r\n"
 STYLES = ("floor", "floor_now", "dlfunc", "preload", "preload_now", "mtapy_rs", "twisted_rs", "perl")
 OLD_STYLES = ("old_preload", "old_rs")  # with --old-build; main() appends them to STYLES
+BEFORE_SO = "mtapy_exim-before.so"  # --before-shim, staged beside the build's shim
 LISTENERS = ("mtapy_rs", "twisted_rs")  # driven alone (rawpp lines); "old_rs" with --old-build
 PROGRAMS = ("workerd/mtapy-workerd", "workerd/mtapy-worker", "workerd/mtapyctl",
             "shim/mtapy_exim.so")
@@ -168,7 +171,7 @@ def have_twisted():
 # --- staging ---------------------------------------------------------------------------------
 
 
-def make_stage(build, root_dir, bench_bin, old_build=None):
+def make_stage(build, root_dir, bench_bin, old_build=None, before_shim=None):
     root = pathlib.Path(tempfile.mkdtemp(prefix="mtapy-exim-bench-", dir=root_dir))
     root.chmod(0o755)
     shutil.copytree(TOP / "pylib", root / "pylib",
@@ -177,6 +180,8 @@ def make_stage(build, root_dir, bench_bin, old_build=None):
     for program in PROGRAMS:
         shutil.copy2(build / program, root / "bin")
     shutil.copy2(bench_bin / "rawpp", root / "bin")
+    if before_shim:
+        shutil.copy2(before_shim, root / "bin" / BEFORE_SO)
     if old_build:  # the old design: its own binaries and its own pylib
         shutil.copytree(source_of(old_build) / "pylib", root / "pylib-old",
                         ignore=shutil.ignore_patterns("__pycache__", "tests"))
@@ -324,6 +329,8 @@ def rcpt_acls(style, readsocket_path, line_path, old_readsocket_path=None):
         "dlfunc": "  deny   condition = ${dlfunc{MTAPY_SO}{python}{check}{$local_part}}\n" + refused,
         "preload": "  deny   condition = ${dlfunc{MTAPY_SO}{python}{check}{$local_part}}\n" + refused,
         "preload_now": "  deny   condition = ${dlfunc{MTAPY_SO}{python}{check}{$local_part}}\n" + refused,
+        "preload_before": "  deny   condition = ${dlfunc{MTAPY_SO}{python}{check}{$local_part}}\n"
+                          + refused,
         "mtapy_rs": ("  deny   condition = ${if !eq{${readsocket{%s}{check ${quote:$local_part}\\n}"
                      "{5s}{}{DEFER}}}{false}}\n" % readsocket_path) + refused,
         "old_preload": "  deny   condition = ${dlfunc{MTAPY_SO}{python}{check}{$local_part}}\n" + refused,
@@ -378,10 +385,11 @@ class BenchExim(Exim):
                         f.unlink()
 
 
-def build_exim(stage, name, text_for, shim_conf, prefix, extra_env=None, bin_dir="bin"):
+def build_exim(stage, name, text_for, shim_conf, prefix, extra_env=None, bin_dir="bin",
+               so_name="mtapy_exim.so"):
     directory = stage / "run" / name
     port = free_port()
-    text = text_for(main_config(directory, port, stage / bin_dir / "mtapy_exim.so",
+    text = text_for(main_config(directory, port, stage / bin_dir / so_name,
                                 "/nonexistent", "bench", "@ACLS@"))
     return BenchExim(directory, text, shim_conf, port, name, prefix, extra_env)
 
@@ -399,6 +407,10 @@ def style_exim(stage, run, style, mtapy, line_path, prefix, old=None):
         env = {"LD_PRELOAD": str(stage / "bin" / "mtapy_exim.so")}
         if style == "preload_now":
             env["LD_BIND_NOW"] = "1"
+        if style == "preload_before":  # ${dlfunc} must name the preloaded file: Exim keys by path
+            env = {"LD_PRELOAD": str(stage / "bin" / BEFORE_SO)}
+            return build_exim(stage, f"{run}-{style}", text_for, mtapy.shim_conf_for("acl"),
+                              prefix, env, so_name=BEFORE_SO)
     if style.startswith("old_"):  # the old build's shim (MTAPY_SO), shim.conf and daemon
         if style == "old_preload":
             env = {"LD_PRELOAD": str(stage / "bin-old" / "mtapy_exim.so")}
@@ -684,12 +696,13 @@ def rcpt_style(stage, run, style, mtapy, line, prefix, pinned, a, old=None):
     out = {}
     try:
         maps = pathlib.Path(f"/proc/{exim.pid}/maps").read_text()
-        if ("mtapy_exim.so" in maps) != ("preload" in style):
-            raise RuntimeError(f"{style}: the shim is {'' if 'mtapy_exim.so' in maps else 'not '}"
+        if ("/mtapy_exim" in maps) != ("preload" in style):
+            raise RuntimeError(f"{style}: the shim is {'' if '/mtapy_exim' in maps else 'not '}"
                                "mapped in the Exim daemon")
         rcpt_load(exim.port, 1, a.warmup, pinned)
         server = {"mtapy_rs": mtapy.pids, "dlfunc": mtapy.pids, "preload": mtapy.pids,
-                  "preload_now": mtapy.pids, "old_preload": old and old.pids,
+                  "preload_now": mtapy.pids, "preload_before": mtapy.pids,
+                  "old_preload": old and old.pids,
                   "old_rs": old and old.pids,
                   "twisted_rs": lambda: [line_pid]}.get(style, lambda: [])
         for clients, seconds in ((1, a.seconds1), (8, a.seconds8)):
@@ -772,6 +785,7 @@ LABELS = {
     "mtapy_rs": "mtapy's `${readsocket}` listener (the pool's workers)",
     "twisted_rs": "`${readsocket}` → Python line daemon ({daemon}), connection per call",
     "perl": "Exim embedded Perl, `perl_at_start = true`",
+    "preload_before": "the same through the before shim (--before-shim), LD_PRELOAD",
     "old_preload": "{old}: `${dlfunc}`, its shim in LD_PRELOAD",
     "old_rs": "{old}: its daemon's `${readsocket}` listener",
 }
@@ -834,8 +848,8 @@ def rcpt_report(runs, w, col, rng, daemon, old_name=""):
                              f"({fmt(col(mode, lambda r: r[s][c]['sps'] / r['floor'][c]['sps']))})")
             cells.append(fmt(col(mode, lambda r: r[s]["c1"]["cpu_exim"]), 1))
             cells.append(fmt(col(mode, lambda r: r[s]["c1"]["cpu_server"]), 0)
-                         if s in ("dlfunc", "preload", "preload_now", "mtapy_rs", "twisted_rs",
-                                  "old_preload", "old_rs") else "–")
+                         if s in ("dlfunc", "preload", "preload_now", "preload_before", "mtapy_rs",
+                                  "twisted_rs", "old_preload", "old_rs") else "–")
             w("| " + " | ".join(cells) + " |")
         w("")
 
@@ -879,6 +893,17 @@ def rcpt_report(runs, w, col, rng, daemon, old_name=""):
         ("mtapy readsocket added / Python readsocket daemon added, 8 clients",
          lambda r: safe_ratio(added(r, "mtapy_rs", "c8"), added(r, "twisted_rs", "c8")), "–"),
     ]
+    if "preload_before" in STYLES:
+        ratios += [
+            ("before shim preloaded added / Perl added, 1 client",
+             lambda r: safe_ratio(added(r, "preload_before"), added(r, "perl")), "–"),
+            ("before shim preloaded added / Perl added, 8 clients",
+             lambda r: safe_ratio(added(r, "preload_before", "c8"), added(r, "perl", "c8")), "–"),
+            ("**mtapy preloaded added / before shim preloaded added, 1 client**",
+             lambda r: safe_ratio(added(r, "preload"), added(r, "preload_before")), "–"),
+            ("mtapy preloaded added / before shim preloaded added, 8 clients",
+             lambda r: safe_ratio(added(r, "preload", "c8"), added(r, "preload_before", "c8")), "–"),
+        ]
     if "old_preload" in STYLES:
         ratios += [
             (f"{old_name} preloaded added / Perl added, 1 client",
@@ -1051,8 +1076,12 @@ def main():
     p.add_argument("--bin", required=True, type=pathlib.Path, help="compiled bench programs (rawpp)")
     p.add_argument("--old-build", type=pathlib.Path,
                    help="also measure this build of the old design (daemon forwards each call)")
+    p.add_argument("--before-shim", type=pathlib.Path,
+                   help="also measure the preload style through this mtapy_exim.so")
     a = p.parse_args()
     global STYLES
+    if a.before_shim:
+        STYLES = STYLES + ("preload_before",)
     if a.old_build:
         STYLES = STYLES + OLD_STYLES
     if os.geteuid() != 0:
@@ -1061,7 +1090,7 @@ def main():
     started = datetime.datetime.now().astimezone()
     t0 = time.monotonic()
     load_before = " ".join(open("/proc/loadavg").read().split()[:3])
-    stage = make_stage(a.build, a.stage_root, a.bin, a.old_build)
+    stage = make_stage(a.build, a.stage_root, a.bin, a.old_build, a.before_shim)
     runs = {"unpinned": [], "pinned": []}
     try:
         for rep in range(a.reps):

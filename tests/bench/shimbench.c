@@ -15,6 +15,11 @@
  *                  while slow() was still running).
  *              shimbench fork-dlopen SO ITERATIONS   the child dlopen()s the shim, then calls
  *              shimbench fork-preload SO ITERATIONS  the parent dlopen()ed it (no call)
+ *              shimbench fork-phases SO ITERATIONS
+ *                  as fork-preload, but the child times its phases and counts its page faults
+ *                  (getrusage minflt) and makes a second call; prints the medians:
+ *                  PHASES fork_us=.. first_us=.. second_us=.. first_faults=.. second_faults=..
+ *                  (fork_us: fork() -> the child runs; first_us: the first python() call)
  *              The shim reads $MTAPY_SHIM_CONF.
  */
 #define DLFUNC_IMPL
@@ -26,6 +31,7 @@
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <sys/resource.h>
 
 /* ---- calling the shim ---- */
 static const char *so_path;
@@ -74,6 +80,55 @@ static void no_setup(void) {}
 static int child_dlopen_and_call(void) {
   load_shim();
   return call_f();
+}
+
+/* Where a forked child's first call goes: fork -> running, first call, second call. */
+static double minor_faults(void) {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return (double)u.ru_minflt;
+}
+
+static int fork_phases(long iterations) {
+  enum { RUNNING, FIRST, SECOND, FIRST_FAULTS, SECOND_FAULTS, COLUMNS };
+  double *v = malloc(sizeof *v * COLUMNS * (size_t)iterations);
+  for (long i = 0; i < iterations; i++) {
+    int p[2];
+    if (pipe(p) < 0) die("pipe");
+    fflush(stdout);
+    double t0 = now_us();
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+      double t1 = now_us(), f1 = minor_faults();
+      if (call_f() != 0) _exit(3);
+      double t2 = now_us(), f2 = minor_faults();
+      if (call_f() != 0) _exit(3);
+      double t3 = now_us(), f3 = minor_faults();
+      double row[COLUMNS] = {t1 - t0, t2 - t1, t3 - t2, f2 - f1, f3 - f2};
+      write_full(p[1], row, sizeof row);
+      _exit(0);
+    }
+    close(p[1]);
+    int got = read_full(p[0], v + i * COLUMNS, sizeof(double) * COLUMNS);
+    close(p[0]);
+    int status;
+    if (waitpid(pid, &status, 0) < 0) die("waitpid");
+    if (got < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      fprintf(stderr, "shimbench: forked child %ld failed (status %d)\n", i, status);
+      return 1;
+    }
+  }
+  double *column = malloc(sizeof *column * (size_t)iterations), median[COLUMNS];
+  for (int c = 0; c < COLUMNS; c++) {
+    for (long i = 0; i < iterations; i++) column[i] = v[i * COLUMNS + c];
+    qsort(column, (size_t)iterations, sizeof *column, by_value);
+    median[c] = column[iterations / 2];
+  }
+  printf("PHASES fork_us=%.1f first_us=%.1f second_us=%.1f first_faults=%.0f second_faults=%.0f\n",
+         median[RUNNING], median[FIRST], median[SECOND], median[FIRST_FAULTS],
+         median[SECOND_FAULTS]);
+  return 0;
 }
 
 static int isolation(long calls, int block) {
@@ -156,8 +211,13 @@ int main(int argc, char **argv) {
     run_forks(atol(argv[3]), call_f);
     return 0;
   }
+  if (strcmp(argv[1], "fork-phases") == 0 && argc == 4) {
+    load_shim();
+    return fork_phases(atol(argv[3]));
+  }
 usage:
   fputs("usage: shimbench load SO CLIENTS CALLS WARMUP | isolation SO CALLS BLOCK |\n"
-        "       fork-dlopen SO ITERATIONS | fork-preload SO ITERATIONS\n", stderr);
+        "       fork-dlopen SO ITERATIONS | fork-preload SO ITERATIONS | fork-phases SO ITERATIONS\n",
+        stderr);
   return 2;
 }

@@ -34,3 +34,26 @@ def test_an_exim_started_with_the_shim_preloaded_asks_python(stage):
     finally:
         exim.stop()
         mtapy.daemon.stop()
+
+
+def test_a_preloaded_exim_follows_shim_conf_changes_made_after_it_started(stage):
+    # The daemon reads shim.conf when the preload loads the shim; each SMTP process must
+    # still use the file as it is at its own first call.
+    mtapy = start_mtapy(stage, "preload-conf-mtapy")
+    exim = build_exim(stage, mtapy, "preload-conf-exim", "dlfunc")
+    plain_env = exim.env
+    exim.env = lambda: dict(plain_env(), LD_PRELOAD=str(stage / "bin" / "mtapy_exim.so"))
+    good = exim.shim_conf.read_text()
+    try:
+        exim.start()
+        exim.shim_conf.write_text(good.replace("pool = acl", "pool = nosuch"))
+        _, deferred = exim.swaks("--from", "a@client.test", "--to", f"spamtrap@{DOMAIN}")
+        assert "451 Temporary local problem" in deferred, deferred
+        assert "nosuch.sock" in exim.mainlog()
+        exim.shim_conf.write_text(good)
+        _, refused = exim.swaks("--from", "a@client.test", "--to", f"spamtrap@{DOMAIN}")
+        assert "550 recipient spamtrap refused by Python policy" in refused, refused
+    finally:
+        exim.shim_conf.write_text(good)
+        exim.stop()
+        mtapy.daemon.stop()
