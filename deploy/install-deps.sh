@@ -7,6 +7,8 @@ packages=(
   libtomlplusplus-dev exim4-dev
   # run and test: the real MTA, SMTP client, Python tests and the bundled filters' peers
   exim4-daemon-heavy swaks python3-pytest python3-spf spamassassin
+  # shared state: the embedded store, and Redis for several hosts
+  python3-lmdb python3-redis redis-server
 )
 missing=()
 for p in "${packages[@]}"; do

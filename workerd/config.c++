@@ -202,6 +202,12 @@ PoolConfig readPool(const std::string& name, const toml::table& table, const std
   in.count("max_rss_mb", pool.maxRssMb, 0, 1 << 20);
   in.count("max_open_fds", pool.maxOpenFds, 0, 1 << 20);
   in.flag("reload_on_change", pool.reloadOnChange);
+  in.text("state", pool.state);
+  if (!pool.state.empty() && pool.state != "embedded" && pool.state.rfind("redis://", 0) != 0 &&
+      pool.state.rfind("rediss://", 0) != 0 && pool.state.rfind("unix://", 0) != 0) {
+    in.error("state", "expected \"embedded\" (the default) or a Redis URL: "
+                      "\"redis://HOST:PORT/DB\" or \"unix:///PATH?db=N\"");
+  }
   in.reportUnknown();
   return pool;
 }
@@ -220,6 +226,7 @@ void readDaemon(const toml::table& table, const std::string& path, Config& confi
     in.error("readsocket", "moved into the pool: readsocket = \"...\" in [pools.NAME]");
   }
   in.text("pylib", config.pylib);
+  in.text("state_dir", config.stateDir);
   in.text("log_level", config.logLevel);
   in.text("log_target", config.logTarget);
   static const std::set<std::string> levels = {"debug", "info", "warn", "error"};
@@ -298,6 +305,10 @@ Config parseConfig(std::string_view text, const std::string& path, const Host& h
     }
   }
   if (poolTable != nullptr) checkSeparation(*poolTable, path, config.pools, errors);
+  for (PoolConfig& pool : config.pools) {
+    if (pool.state.empty() || pool.state == "embedded")
+      pool.state = "lmdb://" + config.stateDir + "/" + pool.name;
+  }
   for (auto&& [key, node] : root) {
     if (key != "daemon" && key != "pools") {
       top.error(node.source(), "unknown section " + std::string(key.str()) +

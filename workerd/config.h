@@ -40,12 +40,16 @@ struct PoolConfig {
   unsigned maxRssMb = 0;            // recycle a worker whose resident memory passed it; 0 = never
   unsigned maxOpenFds = 0;          // recycle a worker with this many descriptors open; 0 = never
   bool reloadOnChange = false;      // reload when the policy or a .py file beside it changes
+  // Shared state (pylib/mtapy/state.py): "lmdb://STATE_DIR/NAME" (the embedded default) or
+  // a Redis URL ("redis://...", "unix://...").
+  std::string state;
 };
 
 struct Config {
   std::string path;
   std::string socketDir = "/run/mtapy";  // pools/NAME.sock, uid/UID.sock
   std::string adminSocket = "/run/mtapy/admin.sock";
+  std::string stateDir = "/var/lib/mtapy/state";  // the pools' embedded state, NAME/ each
   std::string pylib = MTAPY_DEFAULT_PYLIB;
   std::string logLevel = "info";
   std::string logTarget = "stderr";

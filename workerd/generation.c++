@@ -2,6 +2,7 @@
 #include "generation.h"
 
 #include "proto/datagram.h"
+#include "state-dir.h"
 
 #include <capnp/message.h>
 #include <kj/debug.h>
@@ -106,6 +107,12 @@ Generation::~Generation() noexcept {
 }
 
 void Generation::start() {
+  try {
+    prepareStateDir(config_);
+  } catch (const kj::Exception& e) {
+    spdlog::error("pool {}: cannot prepare its shared state: {}; calls using mtapy.state "
+                  "will fail", config_.name, e.getDescription().cStr());
+  }
   supervisor_.start();
   tasks_.add(scanDeadlines());
 }

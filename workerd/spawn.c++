@@ -30,7 +30,7 @@ Spawned ExecSpawner::spawn(const PoolConfig& pool, const WorkerSpec& spec) {
       pool.onError == OnError::kAccept ? "1" : "0", "--on-error-value", pool.onErrorValue,
       "--lines", spec.lines >= 0 ? "1" : "0", "--code", spec.takeCode ? "take" : "use",
       "--max-rss-mb", std::to_string(pool.maxRssMb), "--max-open-fds",
-      std::to_string(pool.maxOpenFds)};
+      std::to_string(pool.maxOpenFds), "--state", pool.state};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

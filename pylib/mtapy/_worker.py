@@ -70,8 +70,16 @@ def _route_logging(path):
 
 
 def _resolve(name):
-    """Find `name` in the policy; dots resolve through attributes ("limits.check")."""
+    """Find `name` in the policy; dots resolve through attributes ("limits.check").
+
+    "mtapy.MODULE.FUNCTION" is mtapy's own (mtapyctl's; the worker lets only root call it).
+    """
     found = _policy
+    if name.startswith("mtapy."):
+        import importlib
+
+        module, _, name = name.rpartition(".")
+        found = importlib.import_module(module)
     for part in name.split("."):
         try:
             found = getattr(found, part)

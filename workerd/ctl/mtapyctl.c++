@@ -42,6 +42,9 @@ constexpr const char* kUsage =
     "  call POOL FN [ARG...]    run FN from POOL's policy as an Exim expansion would; prints\n"
     "                           the value. Exit status: 0 value, 1 forced failure (None),\n"
     "                           2 failure (the MTA would defer), 3 cannot reach the daemon\n"
+    "  ratelimit POOL KEY [--reset] [--name NAME]\n"
+    "                           show (or reset) KEY's count in POOL's rate limiter\n"
+    "                           (mtapy.filters.ratelimit; NAME if the policy has several)\n"
     "  scan POOL FILE --from ADDR --to ADDR [--to ADDR...] [--host IP]\n"
     "                           run POOL's local_scan on the message in FILE (RFC 5322, as\n"
     "                           received) as Exim would; prints the verdict and changes.\n"
@@ -330,6 +333,26 @@ int run(int argc, char** argv) {
     auto args = expand.initArgs(unsigned(argc - i - 2));
     for (unsigned a = 0; a < args.size(); a++)
       args.set(a, kj::StringPtr(argv[i + 2 + a]).asBytes());
+  } else if (command == "ratelimit" && argc - i >= 2) {
+    // The rate limiter's own functions, which the worker lets only root call.
+    std::vector<std::string> args = {argv[i + 1]};
+    std::string function = "mtapy.filters.ratelimit.show";
+    for (int a = i + 2; a < argc; a++) {
+      std::string flag = argv[a];
+      if (flag == "--reset") {
+        function = "mtapy.filters.ratelimit.reset";
+      } else if (flag == "--name" && a + 1 < argc) {
+        args.push_back(argv[++a]);
+      } else {
+        std::cerr << kUsage;
+        return 64;
+      }
+    }
+    call.setPool(argv[i]);
+    auto expand = call.initExpand();
+    expand.setFunction(kj::StringPtr(function.c_str()).asBytes());
+    auto list = expand.initArgs(unsigned(args.size()));
+    for (unsigned a = 0; a < args.size(); a++) list.set(a, kj::StringPtr(args[a].c_str()).asBytes());
   } else if (command == "scan" && argc - i >= 2) {
     try {
       attached = buildScan(call, argc, argv, i);

@@ -76,7 +76,8 @@ bool serveDatagram(Worker& worker, int callSocket) {
   worker.slot.begin(request.getId(), uint32_t(request.which()), datagram->sender.uid,
                     &datagram->from, -1, calls::functionName(request), request.getMessageId(),
                     deadlineNs(worker.pool, request.getTimeoutMs()));
-  bool failed = dispatch(worker.python, worker.pool, request, body, response);
+  bool failed =
+      dispatch(worker.python, worker.pool, request, body, datagram->sender.uid, response);
   int64_t ended = monotonicNs();
   reply(callSocket, datagram->from, answer);
   worker.slot.end(failed, ended);

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 #include <algorithm>
+#include <cstring>
 #include <cstdio>
 
 namespace mtapy::worker {
@@ -24,9 +25,22 @@ bool failed(const PoolFacts& pool, proto::Request::Reader request, const std::st
   return true;
 }
 
+// Functions of mtapy itself (mtapyctl's: "mtapy.filters.ratelimit.show") may reset a pool's
+// state; they are root's, not the MTAs'.
+constexpr kj::StringPtr kAdminPrefix = "mtapy."_kj;
+
 bool runExpand(PythonHost& python, const PoolFacts& pool, proto::Request::Reader request,
-               proto::Response::Builder response) {
+               uid_t caller, proto::Response::Builder response) {
   auto call = request.getExpand();
+  auto function = call.getFunction();
+  if (caller != 0 && function.size() >= kAdminPrefix.size() &&
+      memcmp(function.begin(), kAdminPrefix.begin(), kAdminPrefix.size()) == 0) {
+    refuse(pool, Kind::NOT_ALLOWED,
+           "functions under mtapy. are for mtapyctl (root) only, not uid " +
+               std::to_string(caller),
+           response);
+    return true;
+  }
   Outcome outcome = python.expand(call.getFunction(), call.getArgs());
   switch (outcome.code) {
     case Outcome::kValue:
@@ -57,11 +71,11 @@ bool PoolFacts::allows(uid_t uid) const {
 }
 
 bool dispatch(PythonHost& python, const PoolFacts& pool, proto::Request::Reader request, int body,
-              proto::Response::Builder response) {
+              uid_t caller, proto::Response::Builder response) {
   response.setId(request.getId());
   switch (request.which()) {
     case proto::Request::EXPAND:
-      return runExpand(python, pool, request, response);
+      return runExpand(python, pool, request, caller, response);
     case proto::Request::LOCAL_SCAN:
       return runLocalScan(python, pool, request, body, response);
     default:

@@ -27,10 +27,11 @@ struct PoolFacts {
   bool allows(uid_t uid) const;
 };
 
-// Fill `response` (id set) for `request`; `body` is the message descriptor or -1.
-// Returns true when the call failed, before on_error turned it into an answer.
+// Fill `response` (id set) for `request` from uid `caller`; `body` is the message
+// descriptor or -1. Returns true when the call failed, before on_error turned it into an
+// answer.
 bool dispatch(PythonHost& python, const PoolFacts& pool, proto::Request::Reader request, int body,
-              proto::Response::Builder response);
+              uid_t caller, proto::Response::Builder response);
 
 // Answer a request that cannot run (not allowed, malformed): a Failure, logged as such.
 void refuse(const PoolFacts& pool, proto::Failure::Kind kind, const std::string& why,

@@ -38,6 +38,7 @@ struct Options {
   uint32_t slot = 0;
   bool lines = false;
   bool takeCode = false;
+  std::string state;  // pylib/mtapy/state.py reads it from the environment
   PoolFacts pool;
 };
 
@@ -65,6 +66,8 @@ int run(Options& options) {
                    e.getDescription().cStr(),
                "");
   }
+  setenv("MTAPY_POOL", options.pool.name.c_str(), 1);
+  setenv("MTAPY_STATE", options.state.c_str(), 1);
   try {
     CallSlot slot(kScoreboard, options.slot);
     PythonHost python(options.pylib.c_str(), options.policy.c_str(), options.moduleName.c_str(),
@@ -142,6 +145,8 @@ int main(int argc, char** argv) {
       options.pool.maxRssBytes = uint64_t(std::stoull(value)) << 20;
     else if (flag == "--max-open-fds")
       options.pool.maxOpenFds = unsigned(std::stoul(value));
+    else if (flag == "--state")
+      options.state = value;
   }
   if (options.policy.empty() || options.user.empty()) {
     fprintf(stderr, "mtapy-worker is started by mtapy-workerd, not by hand\n");

@@ -1,0 +1,137 @@
+"""mtapy.state: atomic across processes, expiring, and the same on LMDB and on a real Redis."""
+
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from mtapy import state
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A private redis-server on a Unix socket (Debian's redis-server package)."""
+    folder = tmp_path_factory.mktemp("redis")
+    sock = folder / "redis.sock"
+    server = subprocess.Popen(
+        [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", "0",
+         "--unixsocket", str(sock), "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"unix://{sock}"
+    server.terminate()
+    server.wait(10)
+
+
+@pytest.fixture(params=["lmdb", "redis"])
+def store(request, tmp_path, redis_url):
+    url = f"lmdb://{tmp_path}" if request.param == "lmdb" else redis_url
+    state.configure(url, pool=f"test-{os.getpid()}-{time.monotonic_ns()}")
+    yield url
+    state.configure("")
+
+
+def test_values_come_back_as_they_went_in(store):
+    state.set("s", "text é")
+    state.set("b", b"\xff\x00")
+    assert state.get("s") == "text é" and state.get("b") == b"\xff\x00"
+    assert state.incr("n") == 1 and state.incr("n", by=5) == 6 and state.get("n") == 6
+    assert state.get("missing", "default") == "default"
+    assert state.delete("s") and not state.delete("s") and state.get("s") is None
+    with pytest.raises(TypeError):
+        state.set("x", 3)
+
+
+def test_ttl_expires_and_is_kept_by_later_writes(store):
+    assert state.incr("c", ttl=0.3) == 1
+    time.sleep(0.15)
+    assert state.incr("c", ttl=0.3) == 2  # the expiry of the first write stands
+    time.sleep(0.25)
+    assert state.get("c") is None and state.incr("c") == 1
+    state.set("v", "x", ttl=0.2)
+    assert state.add("v", "y") is False and state.get("v") == "x"
+    time.sleep(0.3)
+    assert state.add("v", "y") is True and state.get("v") == "y"
+
+
+def test_hit_passes_on_the_call_after_the_limit_and_starts_over_after_the_window(store):
+    answers = [bool(state.hit("k", 3, 0.4)) for _ in range(5)]
+    assert answers == [False, False, False, True, True]
+    assert state.peek("k").count == 5
+    assert not state.hit("other", 3, 0.4)  # other keys are their own
+    time.sleep(0.5)
+    assert not state.hit("k", 3, 0.4) and state.peek("k").count == 1
+
+
+def test_a_table_is_a_dict_with_expiry(store):
+    seen = state.table("greylist", ttl=0.3)
+    seen["a"] = "1"
+    assert "a" in seen and seen["a"] == "1" and seen.get("b") is None
+    assert state.get("a") is None  # its keys are apart from the others
+    del seen["a"]
+    with pytest.raises(KeyError):
+        seen["a"]
+    seen["b"] = b"2"
+    time.sleep(0.4)
+    assert "b" not in seen
+
+
+def _count(url, pool, calls, out):
+    state.configure(url, pool)
+    out.put([bool(state.hit("race", 100, 60)) for _ in range(calls)] +
+            [state.incr("total") for _ in range(calls)])
+
+
+def test_concurrent_processes_count_exactly(store):
+    pool = state._pool
+    out = multiprocessing.get_context("fork").Queue()
+    workers = [multiprocessing.get_context("fork").Process(target=_count,
+                                                           args=(store, pool, 50, out))
+               for _ in range(8)]
+    for w in workers:
+        w.start()
+    results = [out.get(timeout=60) for _ in workers]
+    for w in workers:
+        w.join(30)
+    passes = [r for result in results for r in result[:50]]
+    totals = sorted(r for result in results for r in result[50:])
+    assert passes.count(False) == 100 and passes.count(True) == 300  # the 101st, exactly
+    assert totals == list(range(1, 401))  # every increment seen once
+
+
+def _hold_the_write_lock(path, ready):
+    import lmdb
+
+    env = lmdb.open(path, map_size=1 << 24)
+    txn = env.begin(write=True)
+    txn.put(b"half", b"written")
+    ready.set()
+    time.sleep(60)
+
+
+def test_a_writer_killed_holding_the_lock_does_not_block_the_others(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_the_write_lock, args=(str(tmp_path), ready))
+    holder.start()
+    assert ready.wait(10)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join()
+    state.configure(f"lmdb://{tmp_path}", "p")
+    started = time.monotonic()
+    assert state.incr("after") == 1 and state.get("half") is None  # its write is undone
+    assert time.monotonic() - started < 2
+    state.configure("")
+
+
+def test_redis_unreachable_fails_the_call_and_counts_nothing(tmp_path):
+    state.configure(f"unix://{tmp_path}/nobody.sock", "p")
+    with pytest.raises(state.StateError, match="Redis"):
+        state.incr("k")
+    state.configure("")
