@@ -34,6 +34,7 @@ struct ReloadReport {
   configErrors @0 :List(Text);    # "file:line: what"; when not empty, nothing was changed
   pools @1 :List(PoolReload);
   notes @2 :List(Text);           # settings that changed but need a restart, and the like
+  error @3 :Text;                 # the reload itself failed (e.g. out of descriptors)
 }
 
 struct PoolReload {

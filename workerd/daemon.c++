@@ -76,8 +76,7 @@ kj::Promise<void> Daemon::reload(std::string pool, proto::ReloadReport::Builder 
                   })
                   .then([]() {}, [out](kj::Exception&& e) mutable {
                     spdlog::error("reload: {}", e.getDescription().cStr());
-                    out.initNotes(1).set(0, std::string("internal error: ") +
-                                                e.getDescription().cStr());
+                    out.setError(e.getDescription().cStr());
                   })
                   .fork();
   reloads_ = mine.addBranch().fork();
@@ -113,6 +112,16 @@ kj::Promise<void> Daemon::applyReload(std::string only, proto::ReloadReport::Bui
   }
   auto steps = kj::heapArrayBuilder<kj::Promise<ReloadResult>>(next.pools.size() + pools_.size());
   std::vector<std::string> names;
+  // Removed pools first: their sockets' paths go at once, and a renamed pool may reuse them.
+  std::vector<std::string> gone;
+  for (auto& pool : pools_) {
+    const std::string& name = pool->config().name;
+    if ((only.empty() || name == only) && !named(name)) gone.push_back(name);
+  }
+  for (const std::string& name : gone) {
+    names.push_back(name);
+    steps.add(remove(name));
+  }
   for (const PoolConfig& pool : next.pools) {
     if (!only.empty() && pool.name != only) continue;
     names.push_back(pool.name);
@@ -123,24 +132,15 @@ kj::Promise<void> Daemon::applyReload(std::string only, proto::ReloadReport::Bui
     try {
       auto added = std::make_unique<Pool>(pool, config_.socketDir, spawner_, io_);
       added->start();
-      pools_.push_back(kj::mv(added));
       spdlog::info("reload: pool {} added", pool.name);
-      steps.add(ReloadResult{proto::PoolReload::Outcome::ADDED, 1, "", "", ""});
+      steps.add(added->started());
+      pools_.push_back(kj::mv(added));
     } catch (const kj::Exception& e) {
       std::string why = std::string("cannot add pool ") + pool.name + ": " +
                         e.getDescription().cStr();
       spdlog::error("reload: {}", why);
       steps.add(ReloadResult{proto::PoolReload::Outcome::FAILED, 0, "", why, ""});
     }
-  }
-  std::vector<std::string> gone;
-  for (auto& pool : pools_) {
-    const std::string& name = pool->config().name;
-    if ((only.empty() || name == only) && !named(name)) gone.push_back(name);
-  }
-  for (const std::string& name : gone) {
-    names.push_back(name);
-    steps.add(remove(name));
   }
   relinkClients();  // added and removed pools
   return kj::joinPromises(steps.finish())
@@ -171,6 +171,7 @@ void Daemon::noteRestartNeeded(const Config& next, std::vector<std::string>& not
   if (next.socketDir != config_.socketDir) note("[daemon] socket_dir");
   if (next.adminSocket != config_.adminSocket) note("[daemon] admin_socket");
   if (next.pylib != config_.pylib) note("[daemon] pylib");
+  if (next.stateDir != config_.stateDir) note("[daemon] state_dir");
   if (next.logTarget != config_.logTarget) note("[daemon] log_target");
   for (const PoolConfig& pool : next.pools) {
     Pool* running = find(pool.name);
@@ -191,13 +192,17 @@ kj::Promise<ReloadResult> Daemon::remove(const std::string& name) {
   auto it = std::find_if(pools_.begin(), pools_.end(),
                          [&](auto& p) { return p->config().name == name; });
   Pool* pool = it->get();
-  removed_.push_back(kj::mv(*it));
-  pools_.erase(it);
   spdlog::info("reload: pool {} removed from {}; its workers answer what is queued, then exit",
                name, config_.path);
-  return pool->stop().then([this, pool]() {
-    removed_.erase(std::find_if(removed_.begin(), removed_.end(),
-                                [pool](auto& p) { return p.get() == pool; }));
+  auto stopped = pool->stop()
+                     .then([this, pool]() {
+                       removed_.erase(std::find_if(removed_.begin(), removed_.end(),
+                                                   [pool](auto& p) { return p.pool.get() == pool; }));
+                     })
+                     .fork();
+  removed_.push_back({kj::mv(*it), stopped.addBranch().fork()});
+  pools_.erase(it);
+  return stopped.addBranch().then([]() {
     return ReloadResult{proto::PoolReload::Outcome::REMOVED, 0, "", "", ""};
   });
 }
@@ -225,8 +230,9 @@ kj::Promise<void> Daemon::reloadOnHangup() {
 
 kj::Promise<void> Daemon::stop(int signal) {
   spdlog::info("{}: stopping; calls already queued are answered first", strsignal(signal));
-  auto stops = kj::heapArrayBuilder<kj::Promise<void>>(pools_.size());
+  auto stops = kj::heapArrayBuilder<kj::Promise<void>>(pools_.size() + removed_.size());
   for (auto& pool : pools_) stops.add(pool->stop());
+  for (auto& pool : removed_) stops.add(pool.stopped.addBranch());  // a reload removed them
   return kj::joinPromises(stops.finish()).then([this]() {
     admin_ = nullptr;
     spdlog::info("mtapy-workerd stopped");

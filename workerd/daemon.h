@@ -48,7 +48,11 @@ class Daemon final : public AdminActions, private kj::TaskSet::ErrorHandler {
   kj::AsyncIoContext& io_;
   ExecSpawner spawner_;
   std::vector<std::unique_ptr<Pool>> pools_;
-  std::vector<std::unique_ptr<Pool>> removed_;  // stopping; gone once their workers are
+  struct Removed {
+    std::unique_ptr<Pool> pool;
+    kj::ForkedPromise<void> stopped;
+  };
+  std::vector<Removed> removed_;  // stopping; gone once their workers are
   kj::Own<Admin> admin_;
   kj::TimePoint started_;
   kj::ForkedPromise<void> reloads_;  // one reload at a time

@@ -134,6 +134,9 @@ PoolSockets::~PoolSockets() {
 }
 
 void PoolSockets::unlink() {
+  // Once: a pool made since (a renamed one) may have bound the same paths anew.
+  if (unlinked_) return;
+  unlinked_ = true;
   ::unlink(callPath.c_str());
   if (!linesPath_.empty()) ::unlink(linesPath_.c_str());
 }

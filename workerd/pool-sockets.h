@@ -36,6 +36,7 @@ struct PoolSockets {
 
  private:
   std::string linesPath_;
+  bool unlinked_ = false;
 };
 
 // Make SOCKET_DIR/uid/UID.sock point at the pool of each uid that is a client of exactly one

@@ -56,6 +56,15 @@ kj::Promise<ReloadResult> Pool::reload(const PoolConfig& config) {
   // After the reload before it: the files may have changed again since that one read them.
   auto result = reloads_.addBranch()
                     .then([this, config]() { return startGeneration(config); })
+                    .catch_([this](kj::Exception&& e) {
+                      // E.g. out of descriptors: this reload fails, the next may work.
+                      std::string why = std::string("internal error: ") +
+                                        e.getDescription().cStr();
+                      spdlog::error("pool {}: reload failed: {}", config_.name, why);
+                      reloadFailure_ = why;
+                      reloadFailedAt_ = time(nullptr);
+                      return ReloadResult{Outcome::FAILED, 0, "", why, ""};
+                    })
                     .fork();
   reloads_ = result.addBranch().ignoreResult().fork();
   return result.addBranch();
@@ -72,6 +81,16 @@ kj::Promise<ReloadResult> Pool::startGeneration(PoolConfig config) {
   auto settled = kj::newPromiseAndFulfiller<void>();
   startingSettled_ = kj::mv(settled.fulfiller);
   starting_->start();
+  // A generation that neither starts nor fails (its workers killed from outside again and
+  // again) must not hold up every later reload.
+  auto limit = config.startTimeoutMs * kj::MILLISECONDS * 3 + 10 * kj::SECONDS;
+  Generation* g = starting_.get();
+  tasks_.add(io_.provider->getTimer().afterDelay(limit).then([this, g, limit]() {
+    if (starting_.get() == g) {
+      startFailed(*g, "the new generation was not ready after " +
+                          std::to_string(limit / kj::SECONDS) + " s", "");
+    }
+  }));
   return settled.promise.then([this, config = kj::mv(config), asked]() mutable {
     return promote(kj::mv(config), asked);
   });
@@ -85,22 +104,30 @@ kj::Promise<ReloadResult> Pool::promote(PoolConfig config, kj::TimePoint asked) 
     result.traceback = startTraceback_;
     reloadFailure_ = startTraceback_.empty() ? startError_ : startError_ + "\n" + startTraceback_;
     reloadFailedAt_ = time(nullptr);
-    spdlog::error("pool {}: reload failed, generation {} serves on: {}{}", config_.name,
-                  live_ ? live_->number() : 0, startError_,
-                  startTraceback_.empty() ? "" : "\n" + startTraceback_);
+    spdlog::error("pool {}: reload failed{}: {}{}", config_.name,
+                  live_ ? ", generation " + std::to_string(live_->number()) + " serves on" : "",
+                  startError_, startTraceback_.empty() ? "" : "\n" + startTraceback_);
     return end(kj::mv(starting_), Supervisor::Ending::kAbandon).then([result]() {
       return result;
     });
   }
+  // What can fail comes before the swap: after it, the old generation must drain, not die.
+  if (config.clients != config_.clients) sockets_.allow(config.clients);
+  bool watchChanged = config.reloadOnChange != config_.reloadOnChange ||
+                      config.policy != config_.policy;
+  config_ = kj::mv(config);
+  if (watchChanged) {
+    try {
+      watchPolicy();
+    } catch (const kj::Exception& e) {
+      spdlog::error("pool {}: reload_on_change: {}; reload by hand (mtapyctl reload)",
+                    config_.name, e.getDescription().cStr());
+    }
+  }
+  onError_ = {config_.onError == OnError::kAccept, config_.onErrorValue};
   starting_->go();
   std::unique_ptr<Generation> old = kj::mv(live_);
   live_ = kj::mv(starting_);
-  bool watchChanged = config.reloadOnChange != config_.reloadOnChange ||
-                      config.policy != config_.policy;
-  if (config.clients != config_.clients) sockets_.allow(config.clients);
-  config_ = kj::mv(config);
-  onError_ = {config_.onError == OnError::kAccept, config_.onErrorValue};
-  if (watchChanged) watchPolicy();
   reloadFailure_.clear();
   result.liveAfterMs = msSince(io_.provider->getTimer(), asked);
   spdlog::info("pool {}: generation {} is live after {} ms ({}); generation {} finishes its "
@@ -203,18 +230,32 @@ kj::Promise<void> Pool::stop() {
   watch_ = nullptr;
   sockets_.unlink();  // new callers are refused; connected ones are still answered
   if (starting_) startFailed(*starting_, "mtapy-workerd is stopping", "");
-  auto ended = kj::Promise<void>(kj::READY_NOW);
-  if (!ending_.empty()) {
-    auto paf = kj::newPromiseAndFulfiller<void>();
-    allEnded_ = kj::mv(paf.fulfiller);
-    ended = kj::mv(paf.promise);
-  }
-  auto drained = end(kj::mv(live_), Supervisor::Ending::kDrain);
-  return drained.then([ended = kj::mv(ended)]() mutable { return kj::mv(ended); })
+  auto drained = live_ ? end(kj::mv(live_), Supervisor::Ending::kDrain)
+                       : kj::Promise<void>(kj::READY_NOW);
+  // Then the reload under way, which abandons its new generation, and whatever still ends.
+  return drained.then([this]() { return reloads_.addBranch(); })
+      .then([this]() -> kj::Promise<void> {
+        if (ending_.empty()) return kj::READY_NOW;
+        auto paf = kj::newPromiseAndFulfiller<void>();
+        allEnded_ = kj::mv(paf.fulfiller);
+        return kj::mv(paf.promise);
+      })
       .then([this]() {
         readinessChanged();
         answerWaiting(Kind::SHUTTING_DOWN, "mtapy-workerd is stopping");
       });
+}
+
+kj::Promise<ReloadResult> Pool::started() {
+  if (!live_) return ReloadResult{Outcome::FAILED, 0, "", "mtapy-workerd is stopping", ""};
+  if (live_->supervisor().allReady()) return ReloadResult{Outcome::ADDED, 1, live_->code()};
+  if (live_->supervisor().throttled()) {
+    return ReloadResult{Outcome::FAILED, 1, "",
+                        "its workers fail to start (see mtapy-workerd's log for why)", ""};
+  }
+  return io_.provider->getTimer().afterDelay(20 * kj::MILLISECONDS).then([this]() {
+    return started();
+  });
 }
 
 void Pool::status(proto::PoolStatus::Builder out) {

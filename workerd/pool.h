@@ -45,6 +45,8 @@ class Pool final : private Generation::Owner, private kj::TaskSet::ErrorHandler 
   kj::Promise<ReloadResult> reload(const PoolConfig& config);
   // Refuse new callers, let workers answer every call already queued, then end them.
   kj::Promise<void> stop();
+  // A new pool: resolves ADDED once all of its first workers are ready, or FAILED.
+  kj::Promise<ReloadResult> started();
   void status(proto::PoolStatus::Builder out);
   // The live generation's config.
   const PoolConfig& config() const { return config_; }

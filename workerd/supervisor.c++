@@ -80,7 +80,7 @@ Supervisor::Supervisor(const PoolConfig& config, Spawner& spawner, WorkerSpec de
       tasks_(*this) {}
 
 Supervisor::~Supervisor() noexcept {
-  for (auto& w : workers_) kill(w->pid, SIGKILL);
+  for (auto& w : workers_) kill(-w->pid, SIGKILL);  // and what it forked
 }
 
 void Supervisor::start() {
@@ -347,7 +347,7 @@ kj::Promise<void> Supervisor::end(Ending how) {
     w->state = Worker::kStopping;
     pid_t pid = w->pid;
     if (how == Ending::kAbandon) {
-      kill(pid, SIGKILL);
+      kill(-pid, SIGKILL);  // it and what its policy forked while importing
       continue;
     }
     tell(*w, how == Ending::kDrain ? 'd' : 'r');

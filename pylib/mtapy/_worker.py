@@ -10,7 +10,7 @@ CONTRACT     README.md, "Exim expansions" (the return-value table), pinned by
 import os
 import sys
 
-from mtapy.policy_file import identity, import_policy, take_snapshot
+from mtapy.policy_file import identity, import_policy, show_snapshot_in_tracebacks, take_snapshot
 from mtapy.result_codes import EXPAND_FAILURE as FAILURE
 from mtapy.result_codes import EXPAND_FORCED_FAIL as FORCED_FAIL
 from mtapy.result_codes import EXPAND_VALUE as VALUE
@@ -107,6 +107,7 @@ def _failure():
     """The pending exception as (FAILURE, message, traceback without this module's frame)."""
     import traceback  # only on the error path: it costs an idle worker ~1 MB
 
+    show_snapshot_in_tracebacks()
     kind, value, tb = sys.exc_info()
     message = f"{kind.__name__}: {value}" if str(value) else kind.__name__
     lines = traceback.format_exception(kind, value, tb.tb_next or tb)

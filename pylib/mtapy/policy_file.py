@@ -58,11 +58,31 @@ def take_snapshot(path: str) -> bytes:
 
 
 def identity(snapshot: bytes) -> "tuple[str, int, int]":
-    """(sha256 hex of the policy file, its mtime in ns, number of files) of a snapshot."""
+    """(sha256 hex of every file's name and bytes, the policy's mtime in ns, number of files).
+
+    A change of a module beside the policy changes it too, so status tells generations apart.
+    """
     import _sha256  # built in: hashlib would load OpenSSL into every worker
 
     path, mtime_ns, files = marshal.loads(snapshot)
-    return _sha256.sha256(files[path]).hexdigest(), mtime_ns, len(files)
+    digest = _sha256.sha256()
+    for name in sorted(files):
+        digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(len(files[name]).to_bytes(8, "little") + files[name])
+    return digest.hexdigest(), mtime_ns, len(files)
+
+
+def show_snapshot_in_tracebacks() -> None:
+    """Let tracebacks quote the snapshot's lines, not the files as edited since."""
+    import linecache  # only on the error path: it imports tokenize
+
+    for path, source in _sources.items():
+        if path not in linecache.cache:
+            lines = source.decode("utf-8", "replace").splitlines(True)
+            linecache.cache[path] = (len(source), None, lines, path)  # no mtime: kept as is
+
+
+_sources: "dict[str, bytes]" = {}  # of this worker's snapshot
 
 
 def import_policy(path: "str | os.PathLike[str]", module_name: str = "__exim__",
@@ -76,7 +96,14 @@ def import_policy(path: "str | os.PathLike[str]", module_name: str = "__exim__",
     if snapshot is not None:
         path, _, files = marshal.loads(snapshot)
         folder = os.path.dirname(path)
-        sys.meta_path.insert(0, _SnapshotFinder(folder, files))
+        _sources.update(files)
+        # Before the path finder, after the built-in and frozen ones: a pwd.py beside the
+        # policy must not replace the standard pwd, as it does not outside a worker.
+        from importlib.machinery import PathFinder
+
+        finders = sys.meta_path
+        at = finders.index(PathFinder) if PathFinder in finders else len(finders)
+        finders.insert(at, _SnapshotFinder(folder, files))
     else:
         files = {path: _read(path)}
     if sys.path[:1] != [folder]:  # a test that loads the same policy again adds it once

@@ -109,3 +109,27 @@ def test_a_passing_self_test_may_return_none_or_true(policy_dir):
         "    assert 1 + 1 == 2\n")
     boot_worker(policy_dir / "policy.conf")
     assert _worker._policy.CALLS == [1]
+
+
+def test_a_module_beside_the_policy_does_not_replace_a_built_in_one(policy_dir):
+    (policy_dir / "pwd.py").write_text("SHADOW = True\n")
+    (policy_dir / "policy.conf").write_text("import pwd\nSHADOWED = hasattr(pwd, 'SHADOW')\n")
+    sys.modules.pop("pwd", None)
+    boot_worker(policy_dir / "policy.conf")
+    assert _worker._policy.SHADOWED is False
+
+
+def test_a_traceback_quotes_the_snapshot_not_the_file_as_edited_since(policy_dir):
+    (policy_dir / "policy.conf").write_text("def boom():\n    raise ValueError('from the snapshot')\n")
+    boot_worker(policy_dir / "policy.conf")
+    (policy_dir / "policy.conf").write_text("# edited\n# since\n")
+    code, message, traceback = _worker.expand(b"boom", [])
+    assert "raise ValueError('from the snapshot')" in traceback, traceback
+
+
+def test_the_code_identity_changes_with_a_module_beside_the_policy(policy_dir):
+    first = boot_worker(policy_dir / "policy.conf")
+    (policy_dir / "policy_helper.py").write_text("ANSWER = 43\n")
+    for name in ("__exim__", "policy_helper"):
+        sys.modules.pop(name)
+    assert boot_worker(policy_dir / "policy.conf")[0] != first[0]

@@ -247,6 +247,10 @@ int printReload(mtapy::proto::ReloadReport::Reader report) {
               << " problem(s) in the configuration; nothing was changed\n";
     return 1;
   }
+  if (report.hasError()) {
+    std::cerr << "mtapyctl: the reload failed: " << report.getError().cStr() << "\n";
+    return 1;
+  }
   int status = 0;
   using Outcome = mtapy::proto::PoolReload::Outcome;
   for (auto pool : report.getPools()) {
@@ -265,7 +269,8 @@ int printReload(mtapy::proto::ReloadReport::Reader report) {
         std::cout << "removed\n";
         break;
       case Outcome::FAILED:
-        std::cout << "RELOAD FAILED; the running generation serves on\n";
+        std::cout << (pool.getGeneration() == 1 ? "FAILED to start\n"
+                                                : "RELOAD FAILED; the running generation serves on\n");
         std::cerr << "pool " << pool.getName().cStr() << ": " << pool.getMessage().cStr() << "\n"
                   << pool.getTraceback().cStr();
         status = 1;
@@ -386,6 +391,9 @@ int main(int argc, char** argv) {
     return run(argc, argv);
   } catch (const kj::Exception& e) {
     std::cerr << "mtapyctl: " << e.getDescription().cStr() << "\n";
+    return 3;
+  } catch (const std::runtime_error& e) {  // the daemon went away mid-answer
+    std::cerr << "mtapyctl: " << e.what() << "\n";
     return 3;
   }
 }

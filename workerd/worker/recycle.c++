@@ -19,21 +19,20 @@ uint64_t residentBytes(int statm) {
   return strtoull(end, nullptr, 10) * uint64_t(sysconf(_SC_PAGESIZE));
 }
 
-// Whether at least `limit` descriptors are open. The lowest free number says so in two
-// calls when there are no holes below it, which is how a leak fills the table; only then
-// are the open ones counted.
-bool openFdsReach(unsigned limit) {
+// Whether at least `limit` descriptors are open. When the lowest free number is `limit` or
+// more, all below it are open: two calls. Otherwise count them (a policy may leak one file
+// while it closes another, leaving low numbers free).
+bool openFdsReach(DIR* fds, unsigned limit) {
   int probe = fcntl(0, F_DUPFD_CLOEXEC, 0);
   if (probe < 0) return true;  // EMFILE: the table is full
   close(probe);
-  if (unsigned(probe) < limit) return false;
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return true;
+  if (unsigned(probe) >= limit) return true;
+  if (fds == nullptr) return false;
+  rewinddir(fds);
   unsigned open = 0;
-  while (dirent* entry = readdir(dir)) {
+  while (dirent* entry = readdir(fds)) {
     if (entry->d_name[0] != '.') open++;
   }
-  closedir(dir);
   return open - 1 >= limit;  // not counting the directory's own descriptor
 }
 
@@ -41,10 +40,12 @@ bool openFdsReach(unsigned limit) {
 
 Recycler::Recycler(const PoolFacts& pool) : pool_(pool) {
   if (pool.maxRssBytes > 0) statm_ = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (pool.maxOpenFds > 0) fds_ = opendir("/proc/self/fd");
 }
 
 Recycler::~Recycler() {
   if (statm_ >= 0) close(statm_);
+  if (fds_ != nullptr) closedir(fds_);
 }
 
 std::string Recycler::reasonAfter(unsigned served) {
@@ -58,7 +59,7 @@ std::string Recycler::reasonAfter(unsigned served) {
              " MB passed max_rss_mb = " + std::to_string(pool_.maxRssBytes >> 20);
     }
   }
-  if (pool_.maxOpenFds > 0 && openFdsReach(pool_.maxOpenFds)) {
+  if (pool_.maxOpenFds > 0 && openFdsReach(fds_, pool_.maxOpenFds)) {
     return "recycling: " + std::to_string(pool_.maxOpenFds) +
            " descriptors or more are open (max_open_fds); does the policy close its files?";
   }

@@ -7,6 +7,8 @@
 
 #include "dispatch.h"
 
+#include <dirent.h>
+
 #include <string>
 
 namespace mtapy::worker {
@@ -23,7 +25,8 @@ class Recycler {
 
  private:
   const PoolFacts& pool_;
-  int statm_ = -1;  // /proc/self/statm, kept open: one pread per call
+  int statm_ = -1;       // /proc/self/statm, kept open: one pread per call
+  DIR* fds_ = nullptr;   // /proc/self/fd, kept open: read again after each call
 };
 
 }  // namespace mtapy::worker
