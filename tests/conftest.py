@@ -83,6 +83,7 @@ class Daemon:
             pylib = "{stage / 'pylib'}"
             log_level = "info"
             {daemon_extra}
+            {"" if "state_dir" in daemon_extra else f'state_dir = "{self.dir}/state"'}
             """) + pools)
         self.shim_conf = self.dir / "shim.conf"
         self.shim_conf.write_text(f"socket_dir = {self.dir}\ntimeout = 5s\n")
