@@ -199,3 +199,15 @@ def test_one_pool_cannot_see_another_pools_keys(make_daemon, stage, harness, use
     assert exim_call(harness, conf_b, "listdir", a_dir) == (OK, b"denied")
     assert os.stat(a_dir).st_uid == users["mtapy-t1"].pw_uid
     assert oct(os.stat(a_dir).st_mode & 0o777) == "0o700"
+
+
+def test_after_the_window_the_count_starts_again(make_daemon, stage, harness):
+    folder = policy_folder(stage, "ratelimit-window")
+    write(folder / "policy.py", LIMITER.format(window=1, smtp="", log="").replace(
+        "ratelimit.COUNT = 100", "ratelimit.COUNT = 3"))
+    d = make_daemon(pool_toml("rl", folder / "policy.py"))
+    conf = shim_conf(d)
+    answers = [exim_call(harness, conf, "sender_warn", "k")[1] for _ in range(5)]
+    assert answers == [b"no", b"no", b"no", b"yes", b"yes"]
+    time.sleep(1.2)
+    assert exim_call(harness, conf, "sender_warn", "k") == (OK, b"no")
