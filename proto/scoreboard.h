@@ -45,6 +45,10 @@ struct Call {
 struct Slot {
   std::atomic<uint32_t> seq;  // odd while the worker writes `call` (a seqlock)
   std::atomic<uint32_t> state;
+  // A process sharing the worker's descriptor table (workers with a ${readsocket} listener):
+  // when the worker dies mid-call it still holds the caller's connection, so the daemon can
+  // answer it. The daemon checks that it is in the worker's process group.
+  int32_t keeperPid;
   Call call;
   uint64_t calls, failures;
   FunctionCount functions[kFunctions];

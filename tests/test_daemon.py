@@ -18,6 +18,7 @@ import stat
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -952,6 +953,41 @@ def test_a_worker_lost_mid_call_is_answered_with_on_error_in_time(make_daemon, s
         assert out.startswith(b"rc=2\nmtapy: "), (out, err)  # FAIL: Exim answers 451
     # The pool recovers: the next calls are answered by the policy.
     assert wait_for(lambda: exim_call(harness, conf, "echo", "back") == (OK, b"back")), d.log()
+
+
+def readsocket_line(path, line, timeout=10):
+    """What Exim's ${readsocket} reads: connect, send the line, half-close, read to EOF."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(line.encode() + b"\n")
+        s.shutdown(socket.SHUT_WR)
+        return b"".join(iter(lambda: s.recv(4096), b""))
+
+
+@pytest.mark.parametrize("fail_open", [False, True], ids=["tempfail", "fail-open"])
+@pytest.mark.parametrize("fault", ["sigkill", "os_exit", "segfault"])
+def test_a_readsocket_caller_whose_worker_dies_mid_call_gets_on_error_not_an_empty_answer(
+        make_daemon, stage, harness, fault, fail_open):
+    # An empty answer is what Exim reads when the connection just closes: "eq{...}{true}" is
+    # then false and a deny does not fire, so a crash would accept the mail.
+    policy = write_policy(stage, "faults.py", FAULT_POLICY)
+    options = dict(on_error="accept", on_error_value="open") if fail_open else {}
+    path = stage / "run" / f"rs-fault-{fault}-{fail_open}.sock"
+    d = make_daemon(pool_toml("a", policy, process_limit=2, timeout="2s", readsocket=str(path),
+                              **options))
+    fn = {"sigkill": "hang", "os_exit": "exits", "segfault": "segfaults"}[fault]
+    answers = []
+    caller = threading.Thread(target=lambda: answers.append(readsocket_line(path, fn)))
+    started = time.monotonic()
+    caller.start()
+    if fault == "sigkill":
+        assert wait_for(lambda: busy_worker_pid(d), timeout=5), d.ctl("status").stdout
+        os.kill(busy_worker_pid(d), signal.SIGKILL)
+    caller.join(10)
+    assert time.monotonic() - started < 2.0, answers  # not the timeout: at once
+    assert answers == [b"open"] if fail_open else answers[0].startswith(b"DEFER: "), answers
+    assert wait_for(lambda: readsocket_line(path, "echo back") == b"back"), d.log()
 
 
 def test_sixteen_clients_with_workers_killed_at_random_get_right_answers_or_on_error(

@@ -70,6 +70,25 @@ void writeToConnectionOf(pid_t pid, int fd, const std::string& text) {
   close(connection);
 }
 
+// Whether `pid` is in process group `group` (a worker's: it leads its own). A worker writes
+// its keeper's pid into its slot, and a policy could write any pid there.
+bool inGroupOf(pid_t group, pid_t pid) {
+  if (pid <= 0) return false;
+  char path[64], text[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = read(fd, text, sizeof text - 1);
+  close(fd);
+  if (n <= 0) return false;
+  text[n] = '\0';
+  const char* after = strrchr(text, ')');  // the command name may hold anything
+  int ppid = 0, pgrp = 0;
+  char state;
+  return after != nullptr && sscanf(after + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 &&
+         pgrp == group;
+}
+
 std::string describeCode(proto::CodeIdentity::Reader code) {
   time_t seconds = time_t(code.getMtimeNs() / 1000000000);
   char when[32] = "?";
@@ -208,8 +227,10 @@ void Generation::workerExited(uint32_t index, pid_t pid, const std::string& why,
   scoreboard::Call call;
   if (slot.state.load(std::memory_order_acquire) == scoreboard::kBusy && readCall(slot, call) &&
       answered_[index] != call.number) {
+    // A line caller's connection is still open in the worker's keeper, if it has one.
+    pid_t keeper = inGroupOf(pid, slot.keeperPid) ? slot.keeperPid : 0;
     answerLost(index, Kind::WORKER_CRASHED,
-               "worker pid " + std::to_string(pid) + " " + why + " during the call", 0);
+               "worker pid " + std::to_string(pid) + " " + why + " during the call", keeper);
   }
   gone_.add(slot);
   memset(static_cast<void*>(&slot), 0, sizeof slot);

@@ -63,7 +63,8 @@ class Generation final : private Supervisor::Events, private kj::TaskSet::ErrorH
   bool codeLoaded(proto::CodeIdentity::Reader code) override;
   void startFailed(const std::string& why, const std::string& traceback) override;
   kj::Promise<void> scanDeadlines();
-  // Answer the call in `slot` ourselves (its worker died or overran), once.
+  // Answer the call in `slot` ourselves (its worker died or overran), once. `alive`: a live
+  // process holding a line caller's connection (the worker, or its keeper), or 0.
   void answerLost(uint32_t slot, proto::Failure::Kind kind, const std::string& message,
                   pid_t alive);
   void taskFailed(kj::Exception&& exception) override;

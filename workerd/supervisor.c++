@@ -319,12 +319,14 @@ void Supervisor::exited(pid_t pid, int status) {
   std::string failure = w.failure.empty() ? "worker pid " + std::to_string(pid) + " " + why
                                           : w.failure;
   std::string traceback = w.traceback;
-  // What the policy forked dies with its worker (workers lead their own process group).
-  kill(-pid, SIGKILL);
   uint32_t slot = w.slot;
+  // First its caller is answered (through its keeper, for a line caller, which waits until
+  // we close the channel), then what it and its policy forked die with it: workers lead
+  // their own process group.
+  events_.workerExited(slot, pid, why, wasReady);
   slotsUsed_[slot] = false;
   workers_.erase(it);
-  events_.workerExited(slot, pid, why, wasReady);
+  kill(-pid, SIGKILL);
   if (throttling && held_) {
     events_.startFailed(failure, traceback);  // the reload fails; the generation is abandoned
   } else if (throttling) {

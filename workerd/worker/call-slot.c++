@@ -34,6 +34,10 @@ CallSlot::CallSlot(int fd, uint32_t index) {
   slot_ = &t->slots[index];
 }
 
+void CallSlot::setKeeper(pid_t keeper) {
+  slot_->keeperPid = keeper;
+}
+
 void CallSlot::setState(scoreboard::State state) {
   slot_->state.store(state, std::memory_order_release);
 }

@@ -18,6 +18,7 @@ class CallSlot {
   CallSlot(int fd, uint32_t index);
 
   void setState(scoreboard::State state);
+  void setKeeper(pid_t keeper);
 
   // A call starts: from `caller` (datagram calls; null for a line connection `connection`).
   void begin(uint64_t requestId, uint32_t kind, uid_t uid, const wire::Address* caller,

@@ -18,7 +18,12 @@
 #include <capnp/message.h>
 #include <kj/debug.h>
 
+#include <poll.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <csignal>
 #include <cstdlib>
 #include <sstream>
 #include <string>
@@ -56,6 +61,23 @@ struct Options {
   _exit(status);
 }
 
+// A process that shares our descriptor table (CLONE_FILES, not our memory) and only waits;
+// the daemon ends it with our process group. 0 if it cannot be made (then a crash mid-call
+// leaves a ${readsocket} caller with an empty answer).
+pid_t startKeeper() {
+  long pid = syscall(SYS_clone, CLONE_FILES | SIGCHLD, nullptr, nullptr, nullptr, 0);
+  if (pid == 0) {
+    prctl(PR_SET_NAME, "mtapy-keeper");
+    // Until the daemon closes our channel (it is done with us, or gone). Polling for no
+    // event reports only the hang-up, and reads nothing the worker is owed.
+    pollfd channel{kControl, 0, 0};
+    while (poll(&channel, 1, -1) < 0 || !(channel.revents & (POLLHUP | POLLERR | POLLNVAL))) {
+    }
+    _exit(0);
+  }
+  return pid > 0 ? pid_t(pid) : 0;
+}
+
 int run(Options& options) {
   try {
     dropPrivileges({options.user.c_str(), options.uid, options.gid, options.memoryLimitBytes});
@@ -66,10 +88,15 @@ int run(Options& options) {
                    e.getDescription().cStr(),
                "");
   }
+  // A ${readsocket} caller whose worker dies mid-call must still get on_error, not an empty
+  // answer that Exim would read as "no": this process shares our descriptor table, so the
+  // caller's connection outlives us until the daemon has answered on it (generation.c++).
+  pid_t keeper = options.lines ? startKeeper() : 0;
   setenv("MTAPY_POOL", options.pool.name.c_str(), 1);
   setenv("MTAPY_STATE", options.state.c_str(), 1);
   try {
     CallSlot slot(kScoreboard, options.slot);
+    slot.setKeeper(keeper);
     PythonHost python(options.pylib.c_str(), options.policy.c_str(), options.moduleName.c_str(),
                       kCode, options.takeCode);
     capnp::MallocMessageBuilder hello;
