@@ -419,3 +419,22 @@ def test_a_pool_added_with_a_broken_policy_is_reported_failed(make_daemon, stage
                         pool_toml("b", broken, user="mtapy-t2"))
     r = reload(d)
     assert r.returncode == 1 and "pool b: FAILED to start" in r.stdout, r
+
+
+def test_max_idle_grows_a_pool_under_load_and_shrinks_it_when_idle(make_daemon, stage, harness):
+    folder = policy_folder(stage, "max-idle")
+    write(folder / "policy.py", "import time\ndef nap():\n    time.sleep(0.2)\n    return 'ok'\n")
+    d = make_daemon(pool_toml("a", folder / "policy.py", process_limit=4, max_idle="1s",
+                              min_processes=1, timeout="5s"))
+    assert len(workers(d)) == 1
+    load = Load(harness, shim_conf(d), clients=4, seconds=3, fn="nap")
+    most = 0
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        most = max(most, len(workers(d)))
+        time.sleep(0.1)
+    calls = load.results()
+    assert most == 4, d.log()
+    assert_no_failed_call(calls, {"ok"})
+    assert wait_for(lambda: len(workers(d)) == 1, timeout=5), d.ctl("status").stdout
+    assert len(log_lines(d, "idle past max_idle")) == 3, d.log()

@@ -202,6 +202,12 @@ PoolConfig readPool(const std::string& name, const toml::table& table, const std
   in.count("max_rss_mb", pool.maxRssMb, 0, 1 << 20);
   in.count("max_open_fds", pool.maxOpenFds, 0, 1 << 20);
   in.flag("reload_on_change", pool.reloadOnChange);
+  in.duration("max_idle", pool.maxIdleMs);
+  in.count("min_processes", pool.minProcesses, 1, 1024);
+  if (pool.minProcesses > pool.processLimit) {
+    in.error("min_processes", "must not be more than process_limit (" +
+                                  std::to_string(pool.processLimit) + ")");
+  }
   in.text("state", pool.state);
   if (!pool.state.empty() && pool.state != "embedded" && pool.state.rfind("redis://", 0) != 0 &&
       pool.state.rfind("rediss://", 0) != 0 && pool.state.rfind("unix://", 0) != 0) {

@@ -40,6 +40,8 @@ struct PoolConfig {
   unsigned maxRssMb = 0;            // recycle a worker whose resident memory passed it; 0 = never
   unsigned maxOpenFds = 0;          // recycle a worker with this many descriptors open; 0 = never
   bool reloadOnChange = false;      // reload when the policy or a .py file beside it changes
+  unsigned maxIdleMs = 0;           // retire a worker idle this long, down to minProcesses; 0 = off
+  unsigned minProcesses = 1;        // with max_idle: workers kept however idle (Postfix-like)
   // Shared state (pylib/mtapy/state.py): "lmdb://STATE_DIR/NAME" (the embedded default) or
   // a Redis URL ("redis://...", "unix://...").
   std::string state;

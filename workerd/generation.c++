@@ -114,6 +114,8 @@ Generation::Generation(uint32_t number, const PoolConfig& config, const PoolSock
       tableFd_(newMemfd("mtapy-scoreboard", 0, scoreboard::tableBytes(slots_))),
       table_(mapTable(tableFd_, slots_)),
       answered_(slots_, 0),
+      lastActive_(slots_, 0),
+      lastCall_(slots_, 0),
       supervisor_(config_, spawner,
                   WorkerSpec{0, 0, sockets.calls.get(), tableFd_.get(),
                              sockets.lines.get(), codeFd_.get(),
@@ -185,8 +187,41 @@ kj::Promise<void> Generation::scanDeadlines() {
                  pid);
       supervisor_.killOverrun(pid);
     }
+    if (config_.maxIdleMs > 0) fitToLoad(now);
     return scanDeadlines();
   });
+}
+
+void Generation::fitToLoad(int64_t now) {
+  // Postfix master(8)'s way, from the scoreboard: one worker more when none is idle, and a
+  // worker idle past max_idle goes (not below min_processes). One change per scan.
+  if (!supervisor_.takingCalls()) return;
+  bool anyIdle = false;
+  pid_t longestIdle = 0;
+  int64_t longest = 0;
+  for (const auto& w : supervisor_.workers()) {
+    if (w.state != nullptr) continue;  // starting or stopping
+    const scoreboard::Slot& slot = table_->slots[w.slot];
+    uint64_t number = slot.call.number;
+    if (slot.state.load(std::memory_order_relaxed) != scoreboard::kIdle ||
+        number != lastCall_[w.slot] || lastActive_[w.slot] == 0) {
+      lastActive_[w.slot] = now;
+      lastCall_[w.slot] = number;
+    }
+    if (slot.state.load(std::memory_order_relaxed) != scoreboard::kIdle) continue;
+    anyIdle = true;
+    if (now - lastActive_[w.slot] > longest) {
+      longest = now - lastActive_[w.slot];
+      longestIdle = w.pid;
+    }
+  }
+  if (!anyIdle) {
+    supervisor_.grow();
+  } else if (longest > int64_t(config_.maxIdleMs) * 1000000 && supervisor_.retireIdle(longestIdle)) {
+    for (const auto& w : supervisor_.workers()) {
+      if (w.pid == longestIdle) lastActive_[w.slot] = 0;
+    }
+  }
 }
 
 void Generation::answerLost(uint32_t index, Kind kind, const std::string& message,
@@ -235,6 +270,7 @@ void Generation::workerExited(uint32_t index, pid_t pid, const std::string& why,
   gone_.add(slot);
   memset(static_cast<void*>(&slot), 0, sizeof slot);
   answered_[index] = 0;
+  lastActive_[index] = 0;
 }
 
 CallStats Generation::stats() const {

@@ -63,6 +63,7 @@ class Generation final : private Supervisor::Events, private kj::TaskSet::ErrorH
   bool codeLoaded(proto::CodeIdentity::Reader code) override;
   void startFailed(const std::string& why, const std::string& traceback) override;
   kj::Promise<void> scanDeadlines();
+  void fitToLoad(int64_t now);
   // Answer the call in `slot` ourselves (its worker died or overran), once. `alive`: a live
   // process holding a line caller's connection (the worker, or its keeper), or 0.
   void answerLost(uint32_t slot, proto::Failure::Kind kind, const std::string& message,
@@ -82,6 +83,8 @@ class Generation final : private Supervisor::Events, private kj::TaskSet::ErrorH
   kj::AutoCloseFd tableFd_;
   scoreboard::Table* table_;
   std::vector<uint64_t> answered_;  // per slot: the call number already answered by us
+  std::vector<int64_t> lastActive_;  // per slot, with max_idle: when last seen at work (ns)
+  std::vector<uint64_t> lastCall_;   // ... and its call number then
   CallStats gone_;                  // of its workers that are gone
   Supervisor supervisor_;
   kj::TaskSet tasks_;

@@ -77,6 +77,7 @@ Supervisor::Supervisor(const PoolConfig& config, Spawner& spawner, WorkerSpec de
       throttledUntil_(timer_.now()),
       logWindow_(timer_.now()),
       held_(held),
+      target_(config.maxIdleMs ? config.minProcesses : config.processLimit),
       tasks_(*this) {}
 
 Supervisor::~Supervisor() noexcept {
@@ -94,8 +95,24 @@ void Supervisor::go() {
   }
 }
 
+void Supervisor::grow() {
+  if (target_ >= config_.processLimit) return;
+  target_++;
+  ensureWorkers();
+}
+
+bool Supervisor::retireIdle(pid_t pid) {
+  Worker* w = find(pid);
+  if (w == nullptr || w->state != Worker::kReady || target_ <= config_.minProcesses) return false;
+  target_--;
+  w->state = Worker::kStopping;
+  tell(*w, 'r');
+  spdlog::info("pool {}: worker pid {} idle past max_idle; {} left", config_.name, pid, target_);
+  return true;
+}
+
 bool Supervisor::allReady() const {
-  return workers_.size() == config_.processLimit &&
+  return workers_.size() == target_ &&
          std::all_of(workers_.begin(), workers_.end(),
                      [](auto& w) { return w->state == Worker::kReady; });
 }
@@ -130,7 +147,7 @@ pid_t Supervisor::pidIn(uint32_t slot) const {
 void Supervisor::ensureWorkers() {
   if (stopping_ || throttled()) return;
   // Until the first worker has loaded the code it snapshotted, it is the only one.
-  while (workers_.size() < (codeSealed_ ? config_.processLimit : 1)) {
+  while (workers_.size() < (codeSealed_ ? target_ : 1)) {
     try {
       spawnOne(!codeSealed_);
     } catch (const kj::Exception& e) {  // out of fds or processes: try again later

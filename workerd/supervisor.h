@@ -49,8 +49,13 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   void start();
   // Let every worker take calls, now and when replaced.
   void go();
-  // All process_limit workers have said Hello.
+  // All the workers it should have have said Hello.
   bool allReady() const;
+  // With max_idle: one worker more, up to process_limit (all are busy); or retire the idle
+  // worker `pid`, unless the pool is down to min_processes. Between calls only.
+  void grow();
+  bool retireIdle(pid_t pid);
+  bool takingCalls() const { return !held_ && !stopping_; }
   // Workers that exist and are not stopping.
   bool live() const;
   bool throttled() const;
@@ -98,6 +103,7 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   kj::TimePoint logWindow_;
   unsigned logEntries_ = 0, logDropped_ = 0;
   bool held_, codeSealed_ = false;
+  unsigned target_;  // workers to keep: process_limit, or fewer with max_idle
   bool stopping_ = false;
   kj::Maybe<kj::Own<kj::PromiseFulfiller<void>>> stopped_;
   kj::TaskSet tasks_;
