@@ -1047,13 +1047,15 @@ def test_a_policy_cannot_flood_or_forge_the_daemons_log(make_daemon, stage):
     d = make_daemon(pool_toml("a", policy, process_limit=1))
     assert d.call("a", "noisy")[:2] == (0, "done")
     assert d.call("a", "log_fd")[1].startswith("pipe:"), "stderr must be a pipe, not the log"
-    assert wait_for(lambda: "dropped" in d.log() and "lines of worker output" in d.log()), d.log()
+    # Read as fast as it writes, it floods and lines are dropped; read late (a loaded machine),
+    # it arrives in few big entries. Either way, the entries per second are bounded.
+    assert wait_for(lambda: "lines of worker output" in d.log() or "noise 4999" in d.log()), \
+        d.log()
     # Bounded: at most 100 entries a second per pool (a loaded machine prints more slowly, so
     # the bound is on entries per second, not on the total).
     stamps = [time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
               for line in log_lines(d, "pool a worker pid") if line[:4].isdigit()]
     assert stamps and len(stamps) <= 100 * (max(stamps) - min(stamps) + 2), len(stamps)
-    assert d.log().count("noise ") < 5000  # some were dropped
     # Every line that does reach the log says which pool and worker wrote it.
     assert "worker pid" in d.log().split("noise 0")[0].splitlines()[-1]
 

@@ -49,6 +49,12 @@ bool policyFailed(int status, bool timedOut) {
 
 }  // namespace
 
+struct Supervisor::Output {
+  pid_t pid;
+  kj::Own<kj::AsyncInputStream> stream;
+  std::string pending;  // after its last newline, not logged yet
+};
+
 struct Supervisor::Worker {
   enum State { kStarting, kReady, kStopping };
   pid_t pid;
@@ -56,13 +62,11 @@ struct Supervisor::Worker {
   kj::Maybe<pid_t> reap;  // for UnixEventPort::onChildExit()
   kj::Own<kj::AsyncCapabilityStream> control;
   int controlFd;  // the same, for one-byte words sent without waiting
-  kj::Own<kj::AsyncInputStream> output;
   State state = kStarting;
   bool timedOut = false;  // killed by start_timeout
   bool ready = false;     // said Hello
   std::string failure, traceback;  // why it could not start, when it said so
-  std::string pending;    // output after its last newline, not logged yet
-  kj::Promise<void> hello = nullptr, copying = nullptr;
+  kj::Promise<void> hello = nullptr;
 };
 
 Supervisor::Supervisor(const PoolConfig& config, Spawner& spawner, WorkerSpec descriptors,
@@ -188,9 +192,14 @@ void Supervisor::spawnOne(bool takeCode) {
   w.reap = spawned.pid;
   w.controlFd = spawned.control.get();
   w.control = io_.lowLevelProvider->wrapUnixSocketFd(kj::mv(spawned.control));
-  w.output = io_.lowLevelProvider->wrapInputFd(kj::mv(spawned.output));
   w.hello = awaitHello(w).eagerlyEvaluate(nullptr);
-  w.copying = copyOutput(w).eagerlyEvaluate(nullptr);
+  // Not the worker's: its last words may be read after its exit is handled, so the copy
+  // goes on until the pipe's end of file (it and all it forked are gone).
+  auto output = kj::heap<Output>();
+  output->pid = spawned.pid;
+  output->stream = io_.lowLevelProvider->wrapInputFd(kj::mv(spawned.output));
+  Output& copy = *output;
+  tasks_.add(copyOutput(copy).attach(kj::mv(output)));
   pid_t pid = w.pid;
   tasks_.add(timer_.afterDelay(config_.startTimeoutMs * kj::MILLISECONDS).then([this, pid]() {
     Worker* late = find(pid);
@@ -261,9 +270,9 @@ kj::Promise<void> Supervisor::awaitHello(Worker& w) {
       });
 }
 
-kj::Promise<void> Supervisor::copyOutput(Worker& w) {
+kj::Promise<void> Supervisor::copyOutput(Output& w) {
   auto buffer = kj::heapArray<char>(kMaxLine);
-  auto read = w.output->tryRead(buffer.begin(), 1, buffer.size());
+  auto read = w.stream->tryRead(buffer.begin(), 1, buffer.size());
   return read.then([this, &w, buffer = kj::mv(buffer)](size_t n) mutable -> kj::Promise<void> {
     w.pending.append(buffer.begin(), n);
     // Whole lines only: faulthandler writes a stack dump in many small pieces. What one read

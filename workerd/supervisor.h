@@ -79,12 +79,13 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
 
  private:
   struct Worker;
+  struct Output;  // a worker's stdout and stderr, copied to the log
   void ensureWorkers();
   void spawnOne(bool takeCode);
   void tell(Worker& w, char word);
   void throttle(const std::string& why);
   kj::Promise<void> awaitHello(Worker& w);
-  kj::Promise<void> copyOutput(Worker& w);
+  kj::Promise<void> copyOutput(Output& output);
   bool admitLogEntry();
   void exited(pid_t pid, int status);
   Worker* find(pid_t pid);
