@@ -202,7 +202,7 @@ class _Lmdb:
         size = int(os.environ.get("MTAPY_STATE_MAP_MB", "256")) << 20
         try:
             # sync=False: no fsync per write (a process crash loses nothing; see above).
-            self._env = lmdb.open(path, map_size=size, sync=False, metasync=False,
+            self._env = lmdb.open(path, map_size=size, sync=False, metasync=False, writemap=True,
                                   readahead=False, max_readers=1024)
             self._env.reader_check()  # slots of readers that died
         except lmdb.Error as e:
