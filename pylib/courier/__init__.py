@@ -1,0 +1,8 @@
+"""courier - courier-pythonfilter's developer API, for filters run by mtapy.
+
+DESCRIPTION  Filters written for courier-pythonfilter import courier.control, courier.config
+             and courier.xfilter; this package provides them with the documented behaviour
+             (its developer documentation is the contract), so such filters run unchanged in
+             an mtapy pool. Implemented here: courier.control.
+SEE ALSO     README.md "Courier"
+"""
