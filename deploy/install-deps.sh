@@ -9,6 +9,8 @@ packages=(
   exim4-daemon-heavy swaks python3-pytest python3-spf spamassassin
   # shared state: the embedded store, and Redis for several hosts
   python3-lmdb python3-redis redis-server
+  # courier.config reads Courier's gdbm .dat files
+  python3-gdbm
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -3,6 +3,6 @@
 DESCRIPTION  Filters written for courier-pythonfilter import courier.control, courier.config
              and courier.xfilter; this package provides them with the documented behaviour
              (its developer documentation is the contract), so such filters run unchanged in
-             an mtapy pool. Implemented here: courier.control.
+             an mtapy pool. Implemented so far: courier.control and courier.config.
 SEE ALSO     README.md "Courier"
 """
