@@ -1,0 +1,61 @@
+"""courier.xfilter - change a message during Courier's global filtering, as documented.
+
+DESCRIPTION  XFilter(filter_name, body_path, control_paths) loads the message as an
+             email.message.Message; after changes, submit() writes it back in place of the
+             original data file (Courier has not queued it yet when filters run) and returns
+             '' so the filter chain goes on. Without submit() nothing changes.
+             DummyXFilter's submit() writes nothing, for trying a filter by hand.
+"""
+
+import email
+import email.generator
+import email.policy
+from typing import List
+
+from courier import control
+
+
+class InitError(Exception):
+    """The message's data file or a control file could not be read."""
+
+
+class XFilter:
+    def __init__(self, filter_name: str, body_path: str, control_paths: List[str]):
+        self.filter_name = filter_name
+        self._body_path = body_path
+        try:
+            with open(body_path, "rb") as body:
+                self._message = email.message_from_binary_file(body, policy=email.policy.compat32)
+            self._control_data = control.get_control_data(control_paths)
+        except OSError as e:
+            raise InitError(f"{filter_name}: cannot read the message: {e}") from e
+
+    def get_message(self) -> email.message.Message:
+        return self._message
+
+    def set_message(self, message: email.message.Message) -> None:
+        self._message = message
+
+    def get_control_data(self) -> dict:
+        return self._control_data
+
+    def submit(self) -> str:
+        with open(self._body_path, "r+b") as body:
+            body.truncate(0)
+            email.generator.BytesGenerator(body, mangle_from_=False).flatten(self._message)
+            body.seek(0, 2)
+            if body.tell():
+                body.seek(-1, 2)
+                if body.read(1) != b"\n":
+                    body.write(b"\n")
+        return ""
+
+    # The names of older pythonfilter releases.
+    getMessage = get_message
+    setMessage = set_message
+    getControlData = get_control_data
+
+
+class DummyXFilter(XFilter):
+    def submit(self) -> str:
+        return ""
