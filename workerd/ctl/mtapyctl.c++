@@ -271,8 +271,13 @@ int printReload(mtapy::proto::ReloadReport::Reader report) {
       case Outcome::FAILED:
         std::cout << (pool.getGeneration() == 1 ? "FAILED to start\n"
                                                 : "RELOAD FAILED; the running generation serves on\n");
-        std::cerr << "pool " << pool.getName().cStr() << ": " << pool.getMessage().cStr() << "\n"
-                  << pool.getTraceback().cStr();
+        {
+          // Boot errors already name their pool.
+          std::string prefix = "pool " + std::string(pool.getName().cStr()) + ": ";
+          std::string message = pool.getMessage().cStr();
+          std::cerr << (message.rfind(prefix, 0) == 0 ? "" : prefix) << message << "\n"
+                    << pool.getTraceback().cStr();
+        }
         status = 1;
         break;
     }
