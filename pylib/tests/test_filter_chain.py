@@ -1,47 +1,86 @@
-"""mtapy.filters.chain: several filters in one policy, each reading the body from its start."""
+"""mtapy.filter_chain: courier-pythonfilter's chain rules, with filters written as for it."""
 
-from elspy import RejectMessage, read_data
-from mtapy.filters import chain, spamtrap, subject
-from mtapy.testing import scan
+import sys
+import textwrap
 
-MESSAGE = b"Subject: hello\n\nthe body\n"
+import pytest
 
+from mtapy.filter_chain import TEMPFAIL, Chain, read_conf
 
-def test_each_filter_reads_the_body_from_its_start():
-    seen = []
-
-    def consume(info, headers, fd):
-        with open(fd, "rb", closefd=False) as body:
-            seen.append(body.read())
-
-    assert scan(chain(consume, consume), MESSAGE).verdict == "accept"
-    assert seen == [b"the body\n", b"the body\n"]
+CALLS = []
 
 
-def test_the_first_verdict_ends_the_chain():
-    calls = []
+@pytest.fixture
+def filters(tmp_path, monkeypatch):
+    """Filter modules in a folder on sys.path; each records its call in CALLS."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    CALLS.clear()
+    made = []
 
-    def reject(info, headers, fd):
-        calls.append("reject")
-        raise RejectMessage("first")
+    def make(name, body):
+        init = "def init_filter():\n    sys.stderr.write(%r)\n" % f"Initialized the {name} filter\n"
+        (tmp_path / f"{name}.py").write_text(
+            "import sys\nfrom test_filter_chain import CALLS\n" + init +
+            "def do_filter(body_path, control_paths):\n"
+            f"    CALLS.append({name!r})\n    {body}\n")
+        made.append(name)
+    yield make
+    for name in made:
+        sys.modules.pop(name, None)
 
-    def later(info, headers, fd):
-        calls.append("later")
 
-    result = scan(chain(reject, later), MESSAGE)
-    assert (result.verdict, result.message, calls) == ("reject", "first", ["reject"])
+def conf(tmp_path, text):
+    path = tmp_path / "pythonfilter.conf"
+    path.write_text(text)
+    return read_conf(str(path))
 
 
-def test_modules_and_their_changes_combine(monkeypatch):
-    monkeypatch.setattr(spamtrap, "SPAMTRAPS", ["trap@example.org"])
-    monkeypatch.setattr(spamtrap, "ACTION", "remove")
-    monkeypatch.setattr(subject, "PATTERNS", [r"^spam"])
+def test_filters_run_in_order_and_all_empty_replies_accept(filters, tmp_path, capsys):
+    for name in ("first", "second", "third"):
+        filters(name, "return ''")
+    chain = Chain(conf(tmp_path, "# the chain\nfirst\n\nsecond\nthird\n"))
+    assert "Initialized the first filter" in capsys.readouterr().err  # once, at build
+    assert chain.run("/body", ["/ctl"]) == "200 Ok"
+    assert CALLS == ["first", "second", "third"]
 
-    def label(info, headers, fd):
-        headers.add("X-Body-Size", str(len(read_data(fd))))
 
-    policy = chain(spamtrap, subject, label)
-    result = scan(policy, MESSAGE, recipients=["a@example.org", "trap@example.org"])
-    assert result.verdict == "accept" and result.recipients == ["a@example.org"]
-    assert result.header("X-Body-Size") == "9"
-    assert scan(policy, b"Subject: spam\n\nx\n").verdict == "reject"
+@pytest.mark.parametrize("reply, ran", [
+    ("200 Ok, whitelisted", ["first", "second"]),
+    ("000 accepted, no more filters", ["first", "second"]),
+    ("451 4.7.1 greylisted, try later", ["first", "second"]),
+    ("550-5.7.1 not here\n550 5.7.1 really not", ["first", "second"]),
+])
+def test_a_non_empty_reply_stops_the_chain_and_is_courier_s_answer(filters, tmp_path, reply,
+                                                                    ran):
+    filters("first", "return ''")
+    filters("second", f"return {reply!r}")
+    filters("third", "return ''")
+    chain = Chain(conf(tmp_path, "first\nsecond\nthird\n"))
+    assert chain.run("/body", ["/ctl"]) == reply
+    assert CALLS == ran
+
+
+def test_a_for_list_skips_the_named_filters_when_it_accepts(filters, tmp_path):
+    filters("whitelist", "return '200 Ok'")
+    filters("spamcheck", "return '550 spam'")
+    filters("logger", "return ''")
+    chain = Chain(conf(tmp_path, "whitelist for spamcheck\nspamcheck\nlogger\n"))
+    assert chain.run("/body", ["/ctl"]) == "200 Ok" and CALLS == ["whitelist", "logger"]
+
+
+@pytest.mark.parametrize("body", ["raise RuntimeError('filter bug')", "return 42"])
+def test_a_broken_filter_counts_as_empty_or_tempfails_as_configured(filters, tmp_path, body):
+    filters("broken", body)
+    filters("after", "return ''")
+    logged = []
+    entries = conf(tmp_path, "broken\nafter\n")
+    assert Chain(entries, log=logged.append).run("/b", ["/c"]) == "200 Ok"
+    assert CALLS == ["broken", "after"] and ("filter bug" in logged[0] or "int" in logged[0])
+    CALLS.clear()
+    assert Chain(entries, on_exception="tempfail", log=logged.append).run("/b", ["/c"]) == TEMPFAIL
+    assert CALLS == ["broken"]
+
+
+def test_a_malformed_conf_line_names_its_line(tmp_path):
+    with pytest.raises(ValueError, match=r"pythonfilter.conf:2:"):
+        conf(tmp_path, "first\nsecond against third\n")

@@ -1,0 +1,98 @@
+"""mtapy.filter_chain - courier-pythonfilter's chain of filter modules, for a Courier pool.
+
+DESCRIPTION  A chain is the modules named in a pythonfilter.conf ("module [for a b c]" per
+             line; "#" comments), in order. Each module's init_filter()/initFilter() runs
+             once per worker, when the chain is built. run(body_path, control_paths) calls
+             each do_filter()/doFilter() in turn and returns the reply for Courier:
+               ''              the next filter runs; after the last one: '200 Ok'
+               '200 ...'       accepted: the chain stops (Courier's other filters still run)
+               '000 ...'       accepted: the chain stops, and Courier's other filters too
+               '4xx ...' / '5xx ...' (multi-line allowed)   rejected, as given
+             A module with a "for" list whose reply starts with "2" does not stop the chain:
+             it skips the listed modules instead (a whitelist in front of the checks).
+             A filter that raises or returns something other than a str is logged with its
+             traceback and, as upstream does, counts as '' (on_exception = "continue"); with
+             on_exception = "tempfail" the message is refused with a 4xx instead.
+SEE ALSO     courier/ (the API filters use), README.md "Courier"
+"""
+
+import importlib
+import sys
+import traceback
+from typing import Callable, List, Optional, Sequence, Set, Tuple
+
+Entry = Tuple[str, Set[str]]  # a module's name and the names its "for" list bypasses
+
+TEMPFAIL = "451 4.3.0 a mail filter failed; please try again later"
+
+
+def read_conf(path: str) -> List[Entry]:
+    """The entries of a pythonfilter.conf: [(module, {bypassed, ...}), ...]."""
+    entries = []
+    with open(path) as conf:
+        for number, line in enumerate(conf, 1):
+            words = line.split()
+            if not words or words[0].startswith("#"):
+                continue
+            if len(words) > 1 and (words[1] != "for" or len(words) == 2):
+                raise ValueError(f"{path}:{number}: expected \"module\" or "
+                                 f"\"module for other-module ...\", not {line.strip()!r}")
+            entries.append((words[0], set(words[2:])))
+    return entries
+
+
+class Chain:
+    def __init__(self, entries: Sequence[Entry], on_exception: str = "continue",
+                 log: Callable[[str], None] = lambda text: print(text, file=sys.stderr)):
+        if on_exception not in ("continue", "tempfail"):
+            raise ValueError('on_exception must be "continue" or "tempfail"')
+        self._on_exception = on_exception
+        self._log = log
+        self._steps = []  # (name, bypasses, do_filter)
+        for name, bypasses in entries:
+            module = _import(name)
+            for init in ("initFilter", "init_filter"):
+                if callable(getattr(module, init, None)):
+                    getattr(module, init)()
+            found = [getattr(module, f) for f in ("doFilter", "do_filter")
+                     if callable(getattr(module, f, None))]
+            if not found:
+                raise ImportError(f"filter {name} has no do_filter(body_path, control_paths)")
+            self._steps.extend((name, bypasses, f) for f in found)
+
+    def run(self, body_path: str, control_paths: List[str]) -> str:
+        skipped: Set[str] = set()
+        for name, bypasses, do_filter in self._steps:
+            if name in skipped:
+                continue
+            reply = self._call(name, do_filter, body_path, control_paths)
+            if reply is None or reply == "":
+                continue
+            if bypasses and reply.startswith("2"):
+                skipped |= bypasses
+                continue
+            if not reply.startswith(("2", "0")):
+                self._log(f"filter {name} refused the message: {reply.splitlines()[0]}")
+            return reply
+        return "200 Ok"
+
+    def _call(self, name, do_filter, body_path, control_paths) -> Optional[str]:
+        try:
+            reply = do_filter(body_path, control_paths)
+        except Exception:  # a filter's bug must not lose the message; see on_exception
+            self._log(f"filter {name} raised:\n{traceback.format_exc().rstrip()}")
+            return TEMPFAIL if self._on_exception == "tempfail" else None
+        if not isinstance(reply, str):
+            self._log(f"filter {name} returned {type(reply).__name__}, not a str: {reply!r}")
+            return TEMPFAIL if self._on_exception == "tempfail" else None
+        return reply
+
+
+def _import(name: str):
+    """A filter module by name; courier-pythonfilter's "pythonfilter." prefix also works."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as missing:
+        if missing.name != name or name.startswith("pythonfilter."):
+            raise
+        return importlib.import_module("pythonfilter." + name)
