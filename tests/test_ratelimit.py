@@ -161,6 +161,10 @@ def test_counts_survive_crashes_reloads_and_restarts(make_daemon, stage, harness
     rc, message = exim_call(harness, conf, "mtapy.filters.ratelimit.reset", "heavy@client.test",
                             user="mtapy-t2")
     assert rc == FAIL and b"for mtapyctl (root) only" in message, message
+    # Nor through the policy's own import of the limiter module.
+    rc, message = exim_call(harness, conf, "ratelimit.reset", "heavy@client.test",
+                            user="mtapy-t2")
+    assert rc == FAIL and b"leads into the module" in message, message
     assert d.ctl("ratelimit", "rl", "heavy@client.test", "--reset").returncode == 0
     assert calls(1) == [(OK, b"false")]
 
@@ -220,3 +224,20 @@ def test_after_the_window_the_count_starts_again(make_daemon, stage, harness):
     assert answers == [b"no", b"no", b"no", b"yes", b"yes"]
     time.sleep(1.2)
     assert exim_call(harness, conf, "sender_warn", "k") == (OK, b"no")
+
+
+def test_the_daemon_gives_the_pool_only_its_own_state_files(make_daemon, stage, users):
+    # The state folder is the pool user's: a hard link it plants there to a root file must
+    # not be handed to it when the daemon prepares the folder (at every reload).
+    folder = policy_folder(stage, "state-links")
+    write(folder / "policy.py", "def f():\n    return 'ok'\n")
+    d = make_daemon(pool_toml("a", folder / "policy.py"))
+    victim = stage / "run" / "root-owned"
+    victim.write_text("root's\n")
+    victim.chmod(0o666)  # linkable by the pool user (fs.protected_hardlinks)
+    state_dir = d.dir / "state" / "a"
+    subprocess.run(["setpriv", f"--reuid={users['mtapy-t1'].pw_uid}",
+                    f"--regid={users['mtapy-t1'].pw_gid}", "--clear-groups",
+                    "ln", str(victim), str(state_dir / "data.mdb")], check=True)
+    assert reload(d).returncode == 0
+    assert os.stat(victim).st_uid == 0

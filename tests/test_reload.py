@@ -438,3 +438,12 @@ def test_max_idle_grows_a_pool_under_load_and_shrinks_it_when_idle(make_daemon, 
     assert_no_failed_call(calls, {"ok"})
     assert wait_for(lambda: len(workers(d)) == 1, timeout=5), d.ctl("status").stdout
     assert len(log_lines(d, "idle past max_idle")) == 3, d.log()
+
+
+def test_max_idle_does_not_start_every_worker_behind_a_slow_import(make_daemon, stage):
+    folder = policy_folder(stage, "max-idle-slow")
+    write(folder / "policy.py", "import time\ntime.sleep(1)\ndef f():\n    return 'ok'\n")
+    d = make_daemon(pool_toml("a", folder / "policy.py", process_limit=8, max_idle="2s",
+                              min_processes=1))
+    time.sleep(1.5)  # the daemon scanned ~15 times while its first worker imported
+    assert len(workers(d)) == 1, d.ctl("status").stdout

@@ -195,12 +195,15 @@ kj::Promise<void> Generation::scanDeadlines() {
 void Generation::fitToLoad(int64_t now) {
   // Postfix master(8)'s way, from the scoreboard: one worker more when none is idle, and a
   // worker idle past max_idle goes (not below min_processes). One change per scan.
-  if (!supervisor_.takingCalls()) return;
+  if (!supervisor_.takingCalls() || supervisor_.throttled()) return;
   bool anyIdle = false;
   pid_t longestIdle = 0;
   int64_t longest = 0;
   for (const auto& w : supervisor_.workers()) {
-    if (w.state != nullptr) continue;  // starting or stopping
+    // One that is starting is capacity on its way: growing more for the same load would
+    // start process_limit workers behind every slow import.
+    if (w.state != nullptr && strcmp(w.state, "starting") == 0) return;
+    if (w.state != nullptr) continue;  // stopping
     const scoreboard::Slot& slot = table_->slots[w.slot];
     uint64_t number = slot.call.number;
     if (slot.state.load(std::memory_order_relaxed) != scoreboard::kIdle ||

@@ -3,7 +3,6 @@
 
 #include <kj/debug.h>
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -31,14 +30,18 @@ void prepareStateDir(const PoolConfig& pool) {
   KJ_DEFER(close(folder));
   KJ_SYSCALL(fchown(folder, pool.uid, pool.gid), dir);
   KJ_SYSCALL(fchmod(folder, 0700), dir);
-  // LMDB's data.mdb and lock.mdb: the pool's user may have changed since they were made.
-  int listing = dup(folder);
-  DIR* entries = listing < 0 ? nullptr : fdopendir(listing);
-  if (entries == nullptr) KJ_FAIL_SYSCALL("opendir", errno, dir);
-  KJ_DEFER(closedir(entries));
-  while (dirent* e = readdir(entries)) {
-    if (e->d_name[0] == '.') continue;
-    fchownat(folder, e->d_name, pool.uid, pool.gid, AT_SYMLINK_NOFOLLOW);
+  // LMDB's files, made by the pool's previous user if it changed. Only those two names, only
+  // regular files with one link and not root's: the folder is the pool user's, who could
+  // plant a symlink or a hard link to any file there for us to give away.
+  for (const char* name : {"data.mdb", "lock.mdb"}) {
+    int file = openat(folder, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (file < 0) continue;
+    struct stat st;
+    if (fstat(file, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 && st.st_uid != 0 &&
+        (st.st_uid != pool.uid || st.st_gid != pool.gid)) {
+      (void)!fchown(file, pool.uid, pool.gid);
+    }
+    close(file);
   }
 }
 

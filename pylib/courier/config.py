@@ -59,10 +59,13 @@ def _first_line(name: str) -> Optional[str]:
 
 
 def _lookup(database: str, key: str) -> Optional[str]:
+    path = _path(database)
     try:
-        with dbm.open(_path(database), "r") as db:
+        with dbm.open(path, "r") as db:
             value = db.get(key.encode())
-    except dbm.error:
+    except dbm.error as e:
+        if os.path.exists(path):  # there, but unreadable: never answer "not listed" then
+            raise OSError(f"cannot read {path} (Courier's .dat files need python3-gdbm): {e}")
         return None
     return None if value is None else value.decode("utf-8", "replace")
 

@@ -141,7 +141,7 @@ def _mark_done(control_paths, matches) -> bool:
         for n, data in _recipients_of(path):
             if matches(data):
                 with open(path, "ab") as f:
-                    f.write(b"I%d R 250 Ok - Removed by courier.control\n" % n)
+                    f.write(b"I%d R 250 Ok - Removed by courier.control.py\n" % n)
                     f.write(b"S%d %d\n" % (n, int(time.time())))
                 return True
     return False

@@ -8,6 +8,7 @@ DESCRIPTION  XFilter(filter_name, body_path, control_paths) loads the message as
 """
 
 import email
+import io
 import email.generator
 import email.policy
 from typing import List
@@ -40,14 +41,16 @@ class XFilter:
         return self._control_data
 
     def submit(self) -> str:
+        # Whole, then written: a message that cannot be serialized must not leave the data
+        # file empty (an empty message would go on to be delivered).
+        out = io.BytesIO()
+        email.generator.BytesGenerator(out, mangle_from_=False).flatten(self._message)
+        data = out.getvalue()
+        if not data.endswith(b"\n"):
+            data += b"\n"
         with open(self._body_path, "r+b") as body:
-            body.truncate(0)
-            email.generator.BytesGenerator(body, mangle_from_=False).flatten(self._message)
-            body.seek(0, 2)
-            if body.tell():
-                body.seek(-1, 2)
-                if body.read(1) != b"\n":
-                    body.write(b"\n")
+            body.write(data)
+            body.truncate()
         return ""
 
     # The names of older pythonfilter releases.

@@ -73,6 +73,9 @@ def _resolve(name):
     """Find `name` in the policy; dots resolve through attributes ("limits.check").
 
     "mtapy.MODULE.FUNCTION" is mtapy's own (mtapyctl's; the worker lets only root call it).
+    Otherwise a dot never leads into a module the policy imported, nor to a private name:
+    an MTA may call what the policy defines or exports (over = ratelimit.over), not
+    everything it can reach (ratelimit.reset, os.system).
     """
     found = _policy
     if name.startswith("mtapy."):
@@ -82,9 +85,14 @@ def _resolve(name):
         found = importlib.import_module(module)
     for part in name.split("."):
         try:
+            if part.startswith("_"):
+                raise AttributeError(part)
             found = getattr(found, part)
         except AttributeError:
             raise LookupError(f"the policy {_policy.__file__} has no {name!r}") from None
+        if isinstance(found, type(sys)):
+            raise LookupError(f"{name!r} leads into the module {found.__name__}; export the "
+                              f"function from the policy instead (fn = module.fn)")
     if not callable(found):
         raise TypeError(f"{name!r} in the policy is not callable")
     return found

@@ -34,7 +34,7 @@ def read_conf(path: str) -> List[Entry]:
             words = line.split()
             if not words or words[0].startswith("#"):
                 continue
-            if len(words) > 1 and (words[1] != "for" or len(words) == 2):
+            if len(words) > 1 and words[1] != "for":
                 raise ValueError(f"{path}:{number}: expected \"module\" or "
                                  f"\"module for other-module ...\", not {line.strip()!r}")
             entries.append((words[0], set(words[2:])))

@@ -22,14 +22,16 @@ BACKENDS     A pool's `state` setting in workerd.toml, handed to its workers by 
                                    worker crashes, reloads and daemon restarts; a worker
                                    killed mid-write never leaves the lock held (LMDB's writer
                                    lock is a robust mutex; dead readers' slots are reclaimed).
-                                   Written without fsync: a machine crash may lose the last
-                                   seconds, a process crash loses nothing.
+                                   Written without fsync: a process crash loses nothing; a
+                                   machine crash may undo the last writes (on a filesystem
+                                   that keeps write order, as ext4 does by default).
                "redis://host:port/db", "unix:///path?db=N"  Redis, for several hosts: the
                                    same atomicity (each operation is one command or one Lua
                                    script), 1 s timeouts, no retry (a retry could count twice).
 SEE ALSO     README.md "Shared state", mtapy/filters/ratelimit.py (the seed's rate limiter)
 """
 
+import math
 import os
 import struct
 import time
@@ -202,7 +204,7 @@ class _Lmdb:
         size = int(os.environ.get("MTAPY_STATE_MAP_MB", "256")) << 20
         try:
             # sync=False: no fsync per write (a process crash loses nothing; see above).
-            self._env = lmdb.open(path, map_size=size, sync=False, metasync=False, writemap=True,
+            self._env = lmdb.open(path, map_size=size, sync=False, metasync=False,
                                   readahead=False, max_readers=1024)
             self._env.reader_check()  # slots of readers that died
         except lmdb.Error as e:
@@ -302,13 +304,19 @@ class _Lmdb:
         return struct.unpack("<dq", body[1:])
 
 
+def _ms(seconds: Optional[float]) -> Optional[int]:
+    """A ttl for Redis: whole milliseconds, at least 1 (0.4 ms must not mean "never")."""
+    return max(1, math.ceil(seconds * 1000)) if seconds else None
+
+
 class _Redis:
     """Redis: each operation is one command or one Lua script, so it is atomic there."""
 
     # KEYS[1]; ARGV: by, ttl in ms (0: none). The expiry is set when the key is new.
     INCR = """
+        local new = redis.call('EXISTS', KEYS[1]) == 0
         local v = redis.call('INCRBY', KEYS[1], ARGV[1])
-        if v == tonumber(ARGV[1]) and tonumber(ARGV[2]) > 0 then
+        if new and tonumber(ARGV[2]) > 0 then
             redis.call('PEXPIRE', KEYS[1], ARGV[2])
         end
         return v
@@ -346,7 +354,7 @@ class _Redis:
 
     def incr(self, key, by, ttl):
         key = self._prefix + key
-        return int(self._do(lambda: self._incr(keys=[key], args=[by, int((ttl or 0) * 1000)])))
+        return int(self._do(lambda: self._incr(keys=[key], args=[by, _ms(ttl) or 0])))
 
     def get(self, key, default):
         key = self._prefix + key
@@ -362,7 +370,7 @@ class _Redis:
 
     def set(self, key, body, ttl, only_new):
         key = self._prefix + key
-        px = int(ttl * 1000) if ttl else None
+        px = _ms(ttl)
         return bool(self._do(lambda: self._client.set(key, body, px=px, nx=only_new)))
 
     def delete(self, key):
@@ -371,8 +379,7 @@ class _Redis:
 
     def hit(self, key, window, now):
         key = self._prefix + key
-        started, count = self._do(lambda: self._hit(keys=[key], args=[repr(now),
-                                                                       int(window * 1000)]))
+        started, count = self._do(lambda: self._hit(keys=[key], args=[repr(now), _ms(window)]))
         return float(started), int(count)
 
     def peek_hit(self, key, now):

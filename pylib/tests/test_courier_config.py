@@ -72,3 +72,9 @@ def test_module_config_values_are_python_and_apply_to_a_namespace(tmp_path, monk
     namespace = {"maxConnections": 1, "other": True}
     config.applyModuleConfig("ratelimit.py", namespace)
     assert namespace["maxConnections"] == 10 and namespace["other"] is True
+
+
+def test_an_unreadable_database_is_an_error_not_an_unlisted_address(etc):
+    (etc / "smtpaccess.dat").write_bytes(b"not a gdbm file")
+    with pytest.raises(OSError, match="python3-gdbm"):
+        config.is_relayed("192.0.2.9")

@@ -65,7 +65,7 @@ def test_adding_and_removing_recipients_shows_in_the_files(tmp_path):
     assert control.get_recipients(paths) == ["a@example.com", "new@example.com",
                                              "dsn@example.com"]
     first = open(paths[0], "rb").read()
-    assert b"I1 R 250 Ok - Removed by courier.control\nS1 " in first  # b is recipient 1 there
+    assert b"I1 R 250 Ok - Removed by courier.control.py\nS1 " in first  # b is recipient 1 there
     assert b"\nS0 " in open(paths[1], "rb").read()  # c is recipient 0 of the second file
 
 

@@ -34,3 +34,12 @@ def test_the_dummy_changes_nothing_and_a_missing_file_is_an_init_error(tmp_path)
     assert dummy.submit() == "" and open(body, "rb").read() == BODY
     with pytest.raises(xfilter.InitError):
         xfilter.XFilter("test", str(tmp_path / "gone"), ctls)
+
+
+def test_a_message_that_cannot_be_written_leaves_the_data_file_as_it_was(tmp_path):
+    body, ctls = message(tmp_path)
+    edit = xfilter.XFilter("test", body, ctls)
+    edit.get_message().set_payload("café body\n")  # a str body without a charset
+    with pytest.raises(UnicodeEncodeError):
+        edit.submit()
+    assert open(body, "rb").read() == BODY

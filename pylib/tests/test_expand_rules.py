@@ -72,3 +72,12 @@ def test_exceptions_and_bad_names_are_failures_with_message_and_traceback(policy
     assert code == _worker.FAILURE and b"not callable" in message
     code, message, _ = call("limits.check")
     assert code == _worker.FAILURE and message.startswith(b"TypeError")
+
+
+def test_a_dotted_name_never_leads_into_an_imported_module_or_a_private_name(policy):
+    # The policy imports decimal: an MTA may not reach decimal's functions through it.
+    code, message, _ = call("decimal.getcontext")
+    assert code == _worker.FAILURE and b"leads into the module decimal" in message
+    code, message, _ = call("limits.__init__")
+    assert code == _worker.FAILURE and b"has no" in message
+    assert call("limits.check", "x") == (_worker.VALUE, b"checked x", "")

@@ -135,3 +135,15 @@ def test_redis_unreachable_fails_the_call_and_counts_nothing(tmp_path):
     with pytest.raises(state.StateError, match="Redis"):
         state.incr("k")
     state.configure("")
+
+
+def test_a_ttl_is_set_when_the_key_is_made_and_never_reset_even_at_zero(store):
+    state.incr("c", ttl=0.5)
+    state.incr("c", by=-1)  # back to 0: still the same key, with its expiry
+    state.incr("c", ttl=100)
+    time.sleep(0.7)
+    assert state.get("c") is None
+    state.incr("tiny", ttl=0.0004)  # below a millisecond: expires, not "never"
+    state.set("tiny-set", "x", ttl=0.0004)
+    time.sleep(0.05)
+    assert state.get("tiny") is None and state.get("tiny-set") is None
