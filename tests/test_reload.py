@@ -18,7 +18,8 @@ import pytest
 
 from conftest import free_port, pool_toml, wait_for
 from exim.exim_harness import DOMAIN, Exim, main_config, send
-from test_daemon import FAIL, OK, exim_call, harness, log_lines, shim_conf  # noqa: F401
+from test_daemon import (FAIL, OK, exim_call, harness, log_lines, readsocket_line,  # noqa: F401
+                         shim_conf)
 
 VERSIONED = """
     import time
@@ -343,27 +344,13 @@ def test_a_reload_that_fails_inside_the_daemon_leaves_the_next_one_working(
 def test_a_pool_renamed_with_its_readsocket_keeps_serving_it(make_daemon, stage):
     folder = policy_folder(stage, "reload-rename")
     set_version(folder, "v1")
-    d = make_daemon(pool_toml("a", folder / "policy.py", readsocket=str(d_readsocket(stage))))
+    listener = stage / "run" / "rename-readsocket.sock"
+    d = make_daemon(pool_toml("a", folder / "policy.py", readsocket=str(listener)))
     header = d.config.read_text().split("[pools.a]")[0]
-    d.config.write_text(header + pool_toml("b", folder / "policy.py",
-                                           readsocket=str(d_readsocket(stage))))
+    d.config.write_text(header + pool_toml("b", folder / "policy.py", readsocket=str(listener)))
     r = reload(d)
     assert r.returncode == 0 and "pool a: removed" in r.stdout and "pool b: added" in r.stdout, r
-    assert readsocket_call(d_readsocket(stage), "version") == b"v1"
-
-
-def d_readsocket(stage):
-    return stage / "run" / "rename-readsocket.sock"
-
-
-def readsocket_call(path, line):
-    import socket
-
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(str(path))
-        s.sendall(line.encode() + b"\n")
-        s.shutdown(socket.SHUT_WR)
-        return b"".join(iter(lambda: s.recv(4096), b""))
+    assert readsocket_line(listener, "version") == b"v1"
 
 
 def test_sigterm_lets_a_pool_removed_by_a_reload_finish_its_call(make_daemon, stage, harness):

@@ -18,17 +18,19 @@ USAGE        as root: MTAPY_BUILD=build /usr/bin/python3 tests/bench/reload_benc
 import argparse
 import os
 import pathlib
-import pwd
 import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
-TOP = pathlib.Path(__file__).resolve().parents[2]
-BUILD = pathlib.Path(os.environ.get("MTAPY_BUILD", TOP / "build")).resolve()
-USER = "mtapy-t1"
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import exim_bench as eb  # noqa: E402  (its staging and daemon)
+
+BUILD = pathlib.Path(os.environ.get("MTAPY_BUILD", eb.TOP / "build")).resolve()
 
 POLICY = """\
 from helper import VERSION
@@ -38,19 +40,17 @@ def version():
 """
 
 
-def stage_install(root):
-    """Binaries, pylib and the policy folder, readable by the pool's user."""
-    for sub in ("bin", "policy", "run"):
-        (root / sub).mkdir()
-    for program in ("workerd/mtapy-workerd", "workerd/mtapy-worker", "workerd/mtapyctl",
-                    "shim/mtapy_exim.so", "tests/dlfunc-harness"):
-        shutil.copy2(BUILD / program, root / "bin")
-    shutil.copytree(TOP / "pylib", root / "pylib",
-                    ignore=shutil.ignore_patterns("__pycache__", "tests"))
+def stage_install():
+    """exim_bench's stage, plus dlfunc-harness and a policy folder of its own."""
+    bench_bin = pathlib.Path(tempfile.mkdtemp(prefix="mtapy-reload-bin-"))
+    subprocess.run(["gcc", "-O2", "-o", str(bench_bin / "rawpp"), str(HERE / "rawpp.c")],
+                   check=True)
+    root = eb.make_stage(BUILD, "/tmp", bench_bin)
+    shutil.copy2(BUILD / "tests" / "dlfunc-harness", root / "bin")
+    (root / "policy").mkdir(mode=0o755)
     (root / "policy" / "policy.py").write_text(POLICY)
-    set_version(root, "v1")
-    for path in [root, *root.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+    (root / "policy" / "policy.py").chmod(0o644)
+    return root
 
 
 def set_version(root, version):
@@ -60,33 +60,11 @@ def set_version(root, version):
 
 
 def start_daemon(root, name, pin):
-    run = root / "run" / name
-    run.mkdir(mode=0o755)
-    config = run / "workerd.toml"
-    config.write_text(f"""[daemon]
-socket_dir = "{run}"
-admin_socket = "{run}/admin.sock"
-pylib = "{root}/pylib"
-[pools.a]
-clients = ["root"]
-user = "{USER}"
-policy = "{root}/policy/policy.py"
-process_limit = 2
-max_use = 100000000
-timeout = "5s"
-""")
-    (run / "shim.conf").write_text(f"socket_dir = {run}\ntimeout = 5s\n")
-    log = open(run / "workerd.log", "ab")
-    daemon = subprocess.Popen(pin + [str(root / "bin" / "mtapy-workerd"), "--config", str(config)],
-                              stdout=log, stderr=subprocess.STDOUT)
-    ctl = [str(root / "bin" / "mtapyctl"), "-s", str(run / "admin.sock")]
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        status = subprocess.run(ctl + ["status"], capture_output=True, text=True)
-        if status.returncode == 0 and status.stdout.count(" idle,") == 2:
-            return daemon, ctl, run / "shim.conf"
-        time.sleep(0.05)
-    raise RuntimeError((run / "workerd.log").read_text())
+    pool = eb.pool_toml("a", root / "policy" / "policy.py", clients=["root"], user=eb.POOL_USER,
+                        process_limit=2, max_use=100000000, timeout="5s")
+    daemon = eb.PinnedDaemon(root, name, pool, "", pin).start()
+    ctl = [str(root / "bin" / "mtapyctl"), "-s", str(daemon.admin)]
+    return daemon, ctl, daemon.shim_conf_for("a")
 
 
 def one_run(root, name, pinned, a):
@@ -123,8 +101,7 @@ def one_run(root, name, pinned, a):
             found = re.fullmatch(r"each at=(\d+) took=(\d+) rc=(\d+) (.*)", line)
             if found:
                 calls.append((int(found[1]) / 1e6, int(found[2]), int(found[3]), found[4]))
-    daemon.terminate()
-    daemon.wait(30)
+    daemon.stop()
     failed = sum(1 for c in calls if c[2] != 0 or c[3] not in ("v1", "v2"))
     steady = [c[1] for c in calls if c[0] < reloads[0][0]]
     window = [c[1] for c in calls if any(asked <= c[0] < done for asked, done, _ in reloads)]
@@ -152,10 +129,8 @@ def main():
     parser.add_argument("--spacing", type=float, default=1.5)
     parser.add_argument("--steady", type=float, default=5)
     a = parser.parse_args()
-    pwd.getpwnam(USER)  # made by the test suite's fixtures: useradd --system mtapy-t1
-    root = pathlib.Path(tempfile.mkdtemp(prefix="mtapy-reload-bench-"))
-    root.chmod(0o755)
-    stage_install(root)
+    eb.ensure_user(eb.POOL_USER)
+    root = stage_install()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     runs = {False: [], True: []}
     try:
