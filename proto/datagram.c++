@@ -112,8 +112,9 @@ void sendDatagram(int sock, const Address* to, capnp::MessageBuilder& message,
 }
 
 kj::Maybe<Datagram> receiveDatagram(int sock, Deadline deadline) {
-  // One buffer per process: a worker or shim receives one datagram at a time.
-  static kj::Array<capnp::word> buffer = kj::heapArray<capnp::word>(kInlineBytes / 8);
+  // One buffer per thread: a thread receives one datagram at a time (a worker or an Exim
+  // process has one thread; mtapy-courierfilter one per message in flight).
+  static thread_local kj::Array<capnp::word> buffer = kj::heapArray<capnp::word>(kInlineBytes / 8);
   Datagram got;
   for (;;) {
     iovec iov{buffer.begin(), buffer.size() * sizeof(capnp::word)};

@@ -23,8 +23,10 @@ namespace mtapy::wire {
 
 // Messages up to this size travel inside the datagram itself.
 constexpr size_t kInlineBytes = 64 * 1024;
-// At most this many descriptors come with one datagram (the spill memfd and a message body).
-constexpr size_t kMaxFds = 2;
+// At most this many descriptors come with one call, besides the spill memfd: a message body,
+// or a Courier message's data file and control files (one per batchsize recipients, 100 by
+// default: this allows 12,700 recipients). The kernel's own limit is 253 (SCM_MAX_FD).
+constexpr size_t kMaxFds = 128;
 
 // A socket address as the kernel reported it (an autobound client's is abstract: "\0xxxxx").
 struct Address {

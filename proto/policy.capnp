@@ -5,7 +5,8 @@
 #       it and sends the Response, with the same `id`, back to the shim's own address. When that
 #       worker dies or overruns the deadline, the daemon sends the Response instead, so a
 #       caller may see an answer twice and keeps the first whose id matches. A Request may
-#       carry the message body of localScan and doFilter as an SCM_RIGHTS descriptor.
+#       carry the message body of localScan, or doFilter's data and control files, as
+#       SCM_RIGHTS descriptors.
 #
 # WHY NOT capnp RPC on the shim side  The RPC client needs kj-async inside the MTA process: it
 #       sets SIGPIPE to SIG_IGN process-wide, costs ~2.2 ms to dlopen (docs/design.md section 1)
@@ -73,16 +74,15 @@ struct LocalScan {
 }
 
 struct DoFilter {
-  # A Courier filter call, for courier-pythonfilter's do_filter(body_path, control_paths).
-  # The message's data file travels as the descriptor attached to the Request (read-only).
-  # Courier's control files are small and travel by content: a privilege-separated worker
-  # could not open them under Courier's queue. (Served by a later mtapy-courierfilter; today
-  # the daemon answers badRequest.)
-  controlFiles @0 :List(ControlFile);
-  struct ControlFile {
-    path @0 :Text;     # as Courier named it, for policies that log or compare paths
-    content @1 :Data;
-  }
+  # A Courier global filter call (mtapy-courierfilter), for courier-pythonfilter's
+  # do_filter(body_path, control_paths). The message's data file and then each control file,
+  # in this order, travel as descriptors attached to the Request, opened read-write by
+  # mtapy-courierfilter as Courier's user: the filter reads and edits exactly this message
+  # (XFilter rewrites the data file, courier.control appends to control files) although the
+  # pool's user cannot open anything in Courier's spool. The body never passes the daemon.
+  dataPath @0 :Text;
+  controlPaths @1 :List(Text);
+  # The paths as Courier sent them; a filter opening one of them gets its descriptor.
 }
 
 struct Response {

@@ -54,7 +54,7 @@ def stage(users):
     bin_dir = root / "bin"
     bin_dir.mkdir()
     for program in ("workerd/mtapy-workerd", "workerd/mtapy-worker", "workerd/mtapyctl",
-                    "shim/mtapy_exim.so"):
+                    "shim/mtapy_exim.so", "shim/mtapy-courierfilter"):
         shutil.copy2(BUILD / program, bin_dir)
     (root / "policies").mkdir()
     (root / "run").mkdir()

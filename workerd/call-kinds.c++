@@ -20,9 +20,15 @@ void scanFailOpen(proto::Response::Builder response, const OnError&) {
   response.initScan().setVerdict(proto::ScanResult::Verdict::ACCEPT);
 }
 
+// Courier reads "" as "the next filter runs" (mtapy-courierfilter answers 200 Ok).
+void filterFailOpen(proto::Response::Builder response, const OnError&) {
+  response.setFilterReply(nullptr);
+}
+
 const Kind kKinds[] = {
     {Which::EXPAND, "expand", false, expandFailOpen},
     {Which::LOCAL_SCAN, "local_scan", true, scanFailOpen},
+    {Which::DO_FILTER, "do_filter", true, filterFailOpen},
 };
 
 // Touch each element so that a bad pointer throws now.
@@ -73,6 +79,15 @@ void validate(proto::Request::Reader request, size_t fds) {
         (void)field.size();
       }
       break;
+    }
+    case Which::DO_FILTER: {
+      auto filter = request.getDoFilter();
+      KJ_REQUIRE(filter.getDataPath().size() > 0, "do_filter names no data file");
+      KJ_REQUIRE(filter.getControlPaths().size() > 0, "do_filter names no control file");
+      for (auto path : filter.getControlPaths()) KJ_REQUIRE(path.size() > 0, "empty control path");
+      KJ_REQUIRE(fds == 1 + filter.getControlPaths().size(),
+                 "do_filter needs the data file's and each control file's descriptor");
+      return;
     }
     default:
       break;

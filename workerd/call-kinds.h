@@ -24,8 +24,8 @@ struct OnError {
 
 struct Kind {
   proto::Request::Which which;
-  const char* name;  // "expand", "local_scan"
-  bool needsBody;    // a message descriptor comes with the request
+  const char* name;  // "expand", "local_scan", "do_filter"
+  bool needsBody;    // descriptors of the message's files come with the request
   // The answer of a fail-open pool in place of a Failure.
   void (*failOpen)(proto::Response::Builder response, const OnError& onError);
 };

@@ -171,6 +171,37 @@ void readOnError(Reader& in, PoolConfig& pool) {
   in.text("on_error_value", pool.onErrorValue);
 }
 
+void readFilters(Reader& in, const Host& host, PoolConfig& pool) {
+  if (const toml::node* node = in.take("filters")) {
+    const toml::array* list = node->as_array();
+    for (size_t i = 0; list && i < list->size(); i++) {
+      auto line = (*list)[i].value<std::string>();
+      if (!line || line->empty() || line->find('\n') != std::string::npos) list = nullptr;
+      else pool.filters.push_back(*line);
+    }
+    if (!list) {
+      in.error("filters", "expected a list of filter modules in order, as pythonfilter.conf "
+                          "lines: [\"whitelist_relayclients for greylist\", \"greylist\"]");
+    }
+  }
+  in.text("pythonfilter_conf", pool.pythonfilterConf);
+  if (!pool.pythonfilterConf.empty()) {
+    if (!pool.filters.empty()) {
+      in.error("pythonfilter_conf", "give either filters or pythonfilter_conf, not both");
+    } else if (pool.pythonfilterConf[0] != '/') {
+      in.error("pythonfilter_conf", "expected the absolute path of a pythonfilter.conf");
+    } else if (!host.fileExists(pool.pythonfilterConf)) {
+      in.error("pythonfilter_conf", "no such file " + pool.pythonfilterConf);
+    }
+  }
+  in.text("on_exception", pool.onException);
+  if (pool.onException != "continue" && pool.onException != "tempfail") {
+    in.error("on_exception", "expected \"continue\" (the default: a filter that raises counts "
+                             "as having passed the message, as in courier-pythonfilter) or "
+                             "\"tempfail\" (the message gets a 451)");
+  }
+}
+
 PoolConfig readPool(const std::string& name, const toml::table& table, const std::string& path,
                     const Host& host, std::vector<std::string>& errors) {
   PoolConfig pool;
@@ -214,6 +245,7 @@ PoolConfig readPool(const std::string& name, const toml::table& table, const std
     in.error("state", "expected \"embedded\" (the default) or a Redis URL: "
                       "\"redis://HOST:PORT/DB\" or \"unix:///PATH?db=N\"");
   }
+  readFilters(in, host, pool);
   in.reportUnknown();
   return pool;
 }

@@ -45,6 +45,12 @@ struct PoolConfig {
   // Shared state (pylib/mtapy/state.py): "lmdb://STATE_DIR/NAME" (the embedded default) or
   // a Redis URL ("redis://...", "unix://...").
   std::string state;
+  // Courier calls (pylib/mtapy/filter_chain.py): a chain of courier-pythonfilter modules, as
+  // pythonfilter.conf lines ("module [for other ...]") from `filters` or from the file named by
+  // `pythonfilter_conf`. Neither: the policy's own do_filter() is the one filter.
+  std::vector<std::string> filters;
+  std::string pythonfilterConf;
+  std::string onException = "continue";  // a filter that raises: "continue" (upstream) or "tempfail"
 };
 
 struct Config {

@@ -18,6 +18,12 @@ std::string joined(const std::vector<uid_t>& uids) {
   return out;
 }
 
+std::string lines(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += item + "\n";
+  return out;
+}
+
 }  // namespace
 
 Spawned ExecSpawner::spawn(const PoolConfig& pool, const WorkerSpec& spec) {
@@ -30,7 +36,8 @@ Spawned ExecSpawner::spawn(const PoolConfig& pool, const WorkerSpec& spec) {
       pool.onError == OnError::kAccept ? "1" : "0", "--on-error-value", pool.onErrorValue,
       "--lines", spec.lines >= 0 ? "1" : "0", "--code", spec.takeCode ? "take" : "use",
       "--max-rss-mb", std::to_string(pool.maxRssMb), "--max-open-fds",
-      std::to_string(pool.maxOpenFds), "--state", pool.state};
+      std::to_string(pool.maxOpenFds), "--state", pool.state, "--filters", lines(pool.filters),
+      "--pythonfilter-conf", pool.pythonfilterConf, "--on-exception", pool.onException};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -10,12 +10,14 @@ CONTRACT     README.md, "Exim expansions" (the return-value table), pinned by
 import os
 import sys
 
+from mtapy import passed_files
 from mtapy.policy_file import identity, import_policy, show_snapshot_in_tracebacks, take_snapshot
 from mtapy.result_codes import EXPAND_FAILURE as FAILURE
 from mtapy.result_codes import EXPAND_FORCED_FAIL as FORCED_FAIL
 from mtapy.result_codes import EXPAND_VALUE as VALUE
 
 _policy = None
+_chain = None  # the pool's Courier filters (filter_chain.Chain), when it serves Courier
 
 
 def boot(path, module_name, code_fd, take):
@@ -35,10 +37,31 @@ def boot(path, module_name, code_fd, take):
     else:
         snapshot = os.pread(code_fd, os.fstat(code_fd).st_size, 0)
     os.close(code_fd)
+    passed_files.install()  # before any filter module can bind open() to a name of its own
     _policy = import_policy(path, module_name, snapshot)
+    _load_filters()
     _route_logging(path)
     _self_test()
     return identity(snapshot)
+
+
+def _load_filters():
+    """Build the pool's Courier chain: its filters (workerd.toml), else the policy's do_filter.
+
+    Each filter's init_filter() runs here, once per worker; a filter that fails to import
+    fails the worker's start, as it stops courier-pythonfilter.
+    """
+    global _chain
+    from mtapy import filter_chain
+
+    options = {"on_exception": os.environ.get("MTAPY_ON_EXCEPTION") or "continue"}
+    conf, lines = os.environ.get("MTAPY_PYTHONFILTER_CONF"), os.environ.get("MTAPY_FILTERS")
+    if conf:
+        _chain = filter_chain.Chain(filter_chain.read_conf(conf), **options)
+    elif lines:
+        _chain = filter_chain.Chain(filter_chain.parse(lines.splitlines(), "filters"), **options)
+    elif any(callable(getattr(_policy, f, None)) for f in ("do_filter", "doFilter")):
+        _chain = filter_chain.Chain.of_module(_policy.__name__, _policy, **options)
 
 
 def _self_test():
@@ -155,3 +178,21 @@ def _close_if_still(fd, opened):
         return
     if (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino):
         os.close(fd)
+
+
+def do_filter(body_path, control_paths, fds):
+    """Run the pool's Courier filters on one message: (code, reply bytes, traceback).
+
+    fds are the data file's and each control file's descriptors, in that order; while the
+    chain runs, open() of those paths uses them (mtapy/passed_files.py).
+    """
+    try:
+        if _chain is None:
+            raise LookupError(f"this pool serves no Courier filter: give it filters = [...] or "
+                              f"pythonfilter_conf in workerd.toml, or define do_filter() in "
+                              f"{_policy.__file__}")
+        with passed_files.serving(zip([body_path, *control_paths], fds)):
+            reply = _chain.run(body_path, control_paths)
+        return VALUE, reply.encode("utf-8", "surrogateescape"), ""
+    except BaseException:
+        return _failure()

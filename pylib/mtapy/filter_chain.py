@@ -19,7 +19,8 @@ SEE ALSO     courier/ (the API filters use), README.md "Courier"
 import importlib
 import sys
 import traceback
-from typing import Callable, List, Optional, Sequence, Set, Tuple
+from types import ModuleType
+from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple
 
 Entry = Tuple[str, Set[str]]  # a module's name and the names its "for" list bypasses
 
@@ -28,16 +29,21 @@ TEMPFAIL = "451 4.3.0 a mail filter failed; please try again later"
 
 def read_conf(path: str) -> List[Entry]:
     """The entries of a pythonfilter.conf: [(module, {bypassed, ...}), ...]."""
-    entries = []
     with open(path) as conf:
-        for number, line in enumerate(conf, 1):
-            words = line.split()
-            if not words or words[0].startswith("#"):
-                continue
-            if len(words) > 1 and words[1] != "for":
-                raise ValueError(f"{path}:{number}: expected \"module\" or "
-                                 f"\"module for other-module ...\", not {line.strip()!r}")
-            entries.append((words[0], set(words[2:])))
+        return parse(conf, path)
+
+
+def parse(lines: Iterable[str], source: str) -> List[Entry]:
+    """pythonfilter.conf lines as entries; `source` names them in errors."""
+    entries = []
+    for number, line in enumerate(lines, 1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if len(words) > 1 and words[1] != "for":
+            raise ValueError(f"{source}:{number}: expected \"module\" or "
+                             f"\"module for other-module ...\", not {line.strip()!r}")
+        entries.append((words[0], set(words[2:])))
     return entries
 
 
@@ -50,15 +56,24 @@ class Chain:
         self._log = log
         self._steps = []  # (name, bypasses, do_filter)
         for name, bypasses in entries:
-            module = _import(name)
-            for init in ("initFilter", "init_filter"):
-                if callable(getattr(module, init, None)):
-                    getattr(module, init)()
-            found = [getattr(module, f) for f in ("doFilter", "do_filter")
-                     if callable(getattr(module, f, None))]
-            if not found:
-                raise ImportError(f"filter {name} has no do_filter(body_path, control_paths)")
-            self._steps.extend((name, bypasses, f) for f in found)
+            self._add(name, bypasses, _import(name))
+
+    @classmethod
+    def of_module(cls, name: str, module: ModuleType, **options) -> "Chain":
+        """A chain of one module already imported (a policy file with its own do_filter)."""
+        chain = cls([], **options)
+        chain._add(name, set(), module)
+        return chain
+
+    def _add(self, name: str, bypasses: Set[str], module: ModuleType) -> None:
+        for init in ("initFilter", "init_filter"):
+            if callable(getattr(module, init, None)):
+                getattr(module, init)()
+        found = [getattr(module, f) for f in ("doFilter", "do_filter")
+                 if callable(getattr(module, f, None))]
+        if not found:
+            raise ImportError(f"filter {name} has no do_filter(body_path, control_paths)")
+        self._steps.extend((name, bypasses, f) for f in found)
 
     def run(self, body_path: str, control_paths: List[str]) -> str:
         skipped: Set[str] = set()

@@ -1,4 +1,4 @@
-// client.c++ - the shim's socket to its pool, one per MTA process
+// client.c++ - a shim's socket to its pool: one per MTA process, or one per calling thread
 #include "client.h"
 
 #include <kj/debug.h>
@@ -15,18 +15,6 @@ namespace {
 // The daemon answers a timed-out call itself, with a better message, if we wait this long more.
 constexpr unsigned kDaemonMarginMs = 1000;
 
-struct Connection {
-  int fd = -1;
-  pid_t owner = 0;  // the process that connected
-  uint64_t nextId = 1;
-};
-Connection connection;
-
-void disconnect() {
-  if (connection.fd >= 0 && connection.owner == getpid()) close(connection.fd);
-  connection.fd = -1;
-}
-
 // What every call puts into its request besides the call itself.
 void stamp(proto::Request::Builder request, uint64_t id, const Settings& s) {
   request.setId(id);
@@ -40,7 +28,16 @@ bool answers(const wire::Datagram& answer, uint64_t id) {
   return reader.getRoot<proto::Response>().getId() == id;
 }
 
-void connectToPool(const Settings& s) {
+}  // namespace
+
+Client::~Client() { disconnect(); }
+
+void Client::disconnect() {
+  if (fd_ >= 0 && owner_ == getpid()) close(fd_);
+  fd_ = -1;
+}
+
+void Client::connect(const Settings& s) {
   std::string path = poolSocket(s);
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) wire::fail(std::string("socket: ") + strerror(errno));
@@ -69,36 +66,30 @@ void connectToPool(const Settings& s) {
                           " a client of exactly one pool? else set pool = in shim.conf)"
                     : " (is it running? systemctl status mtapy-workerd)"));
   }
-  connection.fd = fd;
-  connection.owner = getpid();
+  fd_ = fd;
+  owner_ = getpid();
 }
 
-}  // namespace
-
-wire::Datagram call(capnp::MallocMessageBuilder& message, int fd) {
-  return call(message, fd, settings());
-}
-
-wire::Datagram call(capnp::MallocMessageBuilder& message, int fd, const Settings& s) {
+wire::Datagram Client::call(capnp::MallocMessageBuilder& message, kj::ArrayPtr<const int> fds,
+                            const Settings& s) {
   if (!s.error.empty()) wire::fail(s.error);
-  if (connection.owner != getpid()) {
+  if (owner_ != getpid()) {
     // A forked child: the inherited socket belongs to the parent's conversation.
-    if (connection.fd >= 0) close(connection.fd);
-    connection.fd = -1;
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
   }
-  uint64_t id = connection.nextId++;
+  uint64_t id = nextId_++;
   stamp(message.getRoot<proto::Request>(), id, s);
   // A full queue may hold us at most our own timeout; then the pool is overloaded.
   wire::Deadline queued = wire::deadlineIn(s.timeoutMs);
   wire::Deadline deadline = wire::deadlineIn(s.timeoutMs + kDaemonMarginMs);
-  kj::ArrayPtr<const int> fds = fd >= 0 ? kj::arrayPtr(&fd, 1) : nullptr;
 
   // A kept socket may point at the pool of a daemon that restarted: then send anew, once.
   for (int attempt = 0;; attempt++) {
-    bool reused = connection.fd >= 0;
-    if (!reused) connectToPool(s);
+    bool reused = fd_ >= 0;
+    if (!reused) connect(s);
     try {
-      wire::sendDatagram(connection.fd, nullptr, message, fds, queued);
+      wire::sendDatagram(fd_, nullptr, message, fds, queued);
       break;
     } catch (const kj::Exception& e) {
       bool stale = reused && attempt == 0 && !wire::wasQueueFull(e);
@@ -107,13 +98,25 @@ wire::Datagram call(capnp::MallocMessageBuilder& message, int fd, const Settings
     }
   }
   for (;;) {
-    KJ_IF_MAYBE(answer, wire::receiveDatagram(connection.fd, deadline)) {
+    KJ_IF_MAYBE(answer, wire::receiveDatagram(fd_, deadline)) {
       // An answer to an earlier call that we gave up on (or answered twice): not ours.
       if (answers(*answer, id)) return kj::mv(*answer);
       continue;
     }
     wire::fail("timed out waiting for an answer from mtapy-workerd's pool");
   }
+}
+
+namespace {
+Client processClient;  // the MTA process's conversation with its pool
+}  // namespace
+
+wire::Datagram call(capnp::MallocMessageBuilder& message, int fd) {
+  return call(message, fd, settings());
+}
+
+wire::Datagram call(capnp::MallocMessageBuilder& message, int fd, const Settings& s) {
+  return processClient.call(message, fd >= 0 ? kj::arrayPtr(&fd, 1) : nullptr, s);
 }
 
 void prepare(capnp::MallocMessageBuilder& typical) noexcept {

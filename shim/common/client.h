@@ -1,11 +1,13 @@
-// client.h - the shim's socket to its pool, one per MTA process
+// client.h - a shim's socket to its pool: one per MTA process, or one per calling thread
 // DESCRIPTION  A datagram socket connected to the pool's call socket: each call is one datagram
 //              to the pool, taken by whichever worker is idle, and one answer back, straight
 //              from that worker (or from the daemon, when the worker died or overran). Made
-//              lazily, kept for the life of the process (an Exim process serves a whole SMTP
-//              session), made anew in a forked child (getpid() differs) without touching the
-//              parent's. No threads, no signal handlers, no change to signal dispositions:
-//              non-blocking I/O with MSG_NOSIGNAL, every wait bounded by the settings' timeout.
+//              lazily and kept (an Exim process serves a whole SMTP session), made anew in a
+//              forked child (getpid() differs) without touching the parent's. No threads, no
+//              signal handlers, no change to signal dispositions: non-blocking I/O with
+//              MSG_NOSIGNAL, every wait bounded by the settings' timeout.
+//              A Client is one conversation: a program with several calls in flight at once
+//              (mtapy-courierfilter) gives each of its threads a Client of its own.
 // DIAGNOSTICS  Transport problems throw kj::Exception with a message fit for the MTA's log.
 // SEE ALSO     settings.h, proto/datagram.h, proto/policy.capnp
 #pragma once
@@ -16,10 +18,33 @@
 
 #include <capnp/message.h>
 
+#include <sys/types.h>
+
 namespace mtapy::shim {
 
-// Send `request` (a proto::Request; id, pool and timeout are filled in here) with `fd`
-// attached unless it is -1, and return the pool's Response.
+class Client {
+ public:
+  Client() = default;
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Send `request` (a proto::Request; id, pool and timeout are filled in here) with `fds`
+  // attached, and return the pool's Response. Not for two threads at once.
+  wire::Datagram call(capnp::MallocMessageBuilder& request, kj::ArrayPtr<const int> fds,
+                      const Settings& settings);
+
+ private:
+  void connect(const Settings& settings);
+  void disconnect();
+
+  int fd_ = -1;
+  pid_t owner_ = 0;  // the process that connected
+  uint64_t nextId_ = 1;
+};
+
+// The MTA process's own Client, with shim.conf's settings: send `request` with `fd` attached
+// unless it is -1, and return the pool's Response.
 wire::Datagram call(capnp::MallocMessageBuilder& request, int fd);
 // The same with `settings` in place of shim.conf's (mtapyctl).
 wire::Datagram call(capnp::MallocMessageBuilder& request, int fd, const Settings& settings);

@@ -11,6 +11,7 @@
 #include <kj/debug.h>
 
 #include <unistd.h>
+#include <vector>
 
 namespace mtapy::worker {
 namespace {
@@ -72,12 +73,14 @@ bool serveDatagram(Worker& worker, int callSocket) {
     reply(callSocket, datagram->from, answer);
     return true;
   }
-  int body = datagram->fds.empty() ? -1 : datagram->fds[0].get();
+  std::vector<int> fds;
+  for (const kj::AutoCloseFd& fd : datagram->fds) fds.push_back(fd.get());
   worker.slot.begin(request.getId(), uint32_t(request.which()), datagram->sender.uid,
                     &datagram->from, -1, calls::functionName(request), request.getMessageId(),
                     deadlineNs(worker.pool, request.getTimeoutMs()));
   bool failed =
-      dispatch(worker.python, worker.pool, request, body, datagram->sender.uid, response);
+      dispatch(worker.python, worker.pool, request, kj::arrayPtr(fds.data(), fds.size()),
+               datagram->sender.uid, response);
   int64_t ended = monotonicNs();
   reply(callSocket, datagram->from, answer);
   worker.slot.end(failed, ended);

@@ -64,20 +64,33 @@ bool runLocalScan(PythonHost& python, const PoolFacts& pool, proto::Request::Rea
                 response);
 }
 
+bool runDoFilter(PythonHost& python, const PoolFacts& pool, proto::Request::Reader request,
+                 kj::ArrayPtr<const int> fds, proto::Response::Builder response) {
+  Outcome outcome = python.doFilter(request.getDoFilter(), fds);
+  if (outcome.code != Outcome::kValue) {
+    return failed(pool, request, outcome.value, outcome.traceback, response);
+  }
+  response.setFilterReply(kj::arrayPtr(reinterpret_cast<const kj::byte*>(outcome.value.data()),
+                                       outcome.value.size()));
+  return false;
+}
+
 }  // namespace
 
 bool PoolFacts::allows(uid_t uid) const {
   return uid == 0 || std::find(clients.begin(), clients.end(), uid) != clients.end();
 }
 
-bool dispatch(PythonHost& python, const PoolFacts& pool, proto::Request::Reader request, int body,
-              uid_t caller, proto::Response::Builder response) {
+bool dispatch(PythonHost& python, const PoolFacts& pool, proto::Request::Reader request,
+              kj::ArrayPtr<const int> fds, uid_t caller, proto::Response::Builder response) {
   response.setId(request.getId());
   switch (request.which()) {
     case proto::Request::EXPAND:
       return runExpand(python, pool, request, caller, response);
     case proto::Request::LOCAL_SCAN:
-      return runLocalScan(python, pool, request, body, response);
+      return runLocalScan(python, pool, request, fds[0], response);
+    case proto::Request::DO_FILTER:
+      return runDoFilter(python, pool, request, fds, response);
     default:
       refuse(pool, Kind::BAD_REQUEST, "this worker does not serve that kind of request", response);
       return true;

@@ -1,6 +1,6 @@
 // dispatch.h - run one validated request in the policy and build its Response
-// DESCRIPTION  The handlers of the call kinds (workerd/call-kinds.h): expand and local_scan go
-//              into Python through PythonHost. A policy failure is logged here, once, with its
+// DESCRIPTION  The handlers of the call kinds (workerd/call-kinds.h): expand, local_scan
+//              and do_filter go into Python through PythonHost. A policy failure is logged here, once, with its
 //              traceback, and answered with the pool's on_error.
 // SEE ALSO     python-host.h, workerd/call-kinds.h, call-socket.c++, line-socket.c++
 #pragma once
@@ -27,11 +27,11 @@ struct PoolFacts {
   bool allows(uid_t uid) const;
 };
 
-// Fill `response` (id set) for `request` from uid `caller`; `body` is the message
-// descriptor or -1. Returns true when the call failed, before on_error turned it into an
-// answer.
-bool dispatch(PythonHost& python, const PoolFacts& pool, proto::Request::Reader request, int body,
-              uid_t caller, proto::Response::Builder response);
+// Fill `response` (id set) for `request` from uid `caller`; `fds` are the descriptors that came
+// with it (validated: as many as its kind needs). Returns true when the call failed, before
+// on_error turned it into an answer.
+bool dispatch(PythonHost& python, const PoolFacts& pool, proto::Request::Reader request,
+              kj::ArrayPtr<const int> fds, uid_t caller, proto::Response::Builder response);
 
 // Answer a request that cannot run (not allowed, malformed): a Failure, logged as such.
 void refuse(const PoolFacts& pool, proto::Failure::Kind kind, const std::string& why,

@@ -112,7 +112,7 @@ bool serveLine(Worker& worker, int listener) {
   auto reader = request.asReader();
   worker.slot.begin(0, uint32_t(reader.which()), peer.uid, nullptr, fd,
                     calls::functionName(reader), "", deadlineNs(worker.pool, 0));
-  bool failed = dispatch(worker.python, worker.pool, reader, -1, peer.uid, response);
+  bool failed = dispatch(worker.python, worker.pool, reader, nullptr, peer.uid, response);
   int64_t ended = monotonicNs();
   writeAll(fd, readsocketReply(response));
   worker.slot.end(failed, ended);

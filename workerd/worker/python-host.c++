@@ -103,7 +103,8 @@ PythonHost::PythonHost(const char* pylib, const char* policy, const char* module
     code_ = {sha256, mtimeNs, files};
     expand_ = PyObject_GetAttrString(module.p, "expand");
     localScan_ = PyObject_GetAttrString(module.p, "local_scan");
-    check(expand_ != nullptr && localScan_ != nullptr);
+    doFilter_ = PyObject_GetAttrString(module.p, "do_filter");
+    check(expand_ != nullptr && localScan_ != nullptr && doFilter_ != nullptr);
   }
   idle_ = PyEval_SaveThread();
 }
@@ -112,6 +113,7 @@ PythonHost::~PythonHost() {
   PyEval_RestoreThread(idle_);
   Py_XDECREF(expand_);
   Py_XDECREF(localScan_);
+  Py_XDECREF(doFilter_);
 }
 
 Outcome PythonHost::expand(capnp::Data::Reader function, capnp::List<capnp::Data>::Reader args) {
@@ -241,6 +243,36 @@ void PythonHost::localScan(proto::Request::Reader request, int fd,
     fail(response, "mtapy internal error: local_scan result is not lists of bytes " + e.message,
          "");
   }
+}
+
+Outcome PythonHost::doFilter(proto::DoFilter::Reader filter, kj::ArrayPtr<const int> fds) {
+  Gil gil(idle_);
+  auto path = [](capnp::Text::Reader text) {
+    return PyUnicode_DecodeFSDefaultAndSize(text.begin(), Py_ssize_t(text.size()));
+  };
+  auto controls = filter.getControlPaths();
+  Ref data(path(filter.getDataPath()));
+  Ref controlList(PyList_New(Py_ssize_t(controls.size())));
+  Ref fdList(PyList_New(Py_ssize_t(fds.size())));
+  for (unsigned i = 0; controlList && i < controls.size(); i++) {
+    PyList_SET_ITEM(controlList.p, i, path(controls[i]));
+  }
+  for (unsigned i = 0; fdList && i < fds.size(); i++) {
+    PyList_SET_ITEM(fdList.p, i, PyLong_FromLong(fds[i]));
+  }
+  Ref result(data && controlList && fdList
+                 ? PyObject_CallFunctionObjArgs(doFilter_, data.p, controlList.p, fdList.p,
+                                                nullptr)
+                 : nullptr);
+  int code;
+  const char* value;
+  Py_ssize_t size;
+  const char* tb;
+  if (!result || !PyArg_ParseTuple(result.p, "iy#s", &code, &value, &size, &tb)) {
+    PythonError e = takeError();
+    return {Outcome::kFailure, "mtapy internal error: " + e.message, e.traceback};
+  }
+  return {code, std::string(value, size_t(size)), tb};
 }
 
 }  // namespace mtapy::worker

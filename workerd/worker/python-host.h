@@ -57,12 +57,17 @@ class PythonHost {
   // `response` with its ScanResult or a Failure. `fd` is the message's spool data file.
   void localScan(proto::Request::Reader request, int fd, proto::Response::Builder response);
 
+  // Run the pool's Courier filter (its chain, or the policy's do_filter) for `filter`, whose
+  // data and control files are `fds`, in that order; the value is the reply for Courier.
+  Outcome doFilter(proto::DoFilter::Reader filter, kj::ArrayPtr<const int> fds);
+
   const CodeIdentity& code() const { return code_; }
 
  private:
   CodeIdentity code_;
   PyObject* expand_ = nullptr;
   PyObject* localScan_ = nullptr;
+  PyObject* doFilter_ = nullptr;
   // Between calls the GIL is released, so a policy's own threads (timers, cache refresh) run
   // while the worker waits for the next request.
   PyThreadState* idle_ = nullptr;

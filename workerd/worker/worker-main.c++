@@ -43,7 +43,8 @@ struct Options {
   uint32_t slot = 0;
   bool lines = false;
   bool takeCode = false;
-  std::string state;  // pylib/mtapy/state.py reads it from the environment
+  // pylib/mtapy/state.py and _worker.py read these from the environment.
+  std::string state, filters, pythonfilterConf, onException;
   PoolFacts pool;
 };
 
@@ -94,6 +95,9 @@ int run(Options& options) {
   pid_t keeper = options.lines ? startKeeper() : 0;
   setenv("MTAPY_POOL", options.pool.name.c_str(), 1);
   setenv("MTAPY_STATE", options.state.c_str(), 1);
+  setenv("MTAPY_FILTERS", options.filters.c_str(), 1);
+  setenv("MTAPY_PYTHONFILTER_CONF", options.pythonfilterConf.c_str(), 1);
+  setenv("MTAPY_ON_EXCEPTION", options.onException.c_str(), 1);
   try {
     CallSlot slot(kScoreboard, options.slot);
     slot.setKeeper(keeper);
@@ -174,6 +178,12 @@ int main(int argc, char** argv) {
       options.pool.maxOpenFds = unsigned(std::stoul(value));
     else if (flag == "--state")
       options.state = value;
+    else if (flag == "--filters")
+      options.filters = value;
+    else if (flag == "--pythonfilter-conf")
+      options.pythonfilterConf = value;
+    else if (flag == "--on-exception")
+      options.onException = value;
   }
   if (options.policy.empty() || options.user.empty()) {
     fprintf(stderr, "mtapy-worker is started by mtapy-workerd, not by hand\n");

@@ -1,0 +1,143 @@
+"""mtapy.passed_files - open() of one Courier message's files through the descriptors passed in.
+
+DESCRIPTION  mtapy-courierfilter runs as Courier's user and opens the message's data file and
+             control files; their descriptors come with the call. Filters written for
+             courier-pythonfilter open those files by path themselves (open(body_path),
+             open(control_path, "ab"), XFilter rewriting the body), but the pool's user cannot
+             open anything in Courier's spool. So while serving() is active, open() of exactly
+             those paths is answered from the passed descriptors; every other path opens as
+             usual, with the pool user's own permissions, so a filter still cannot read any
+             other message.
+             Each open() gets a position of its own (reads and writes are pread/pwrite at it),
+             as a fresh open() would, although all of them share one file description with
+             mtapy-courierfilter; and a descriptor of its own (a dup), so a file object a
+             filter keeps past its call never touches a later call's files.
+LIMITS       Only open() (builtins.open, io.open, and so pathlib) is redirected; os.open() and
+             os.stat() of a spool path see the pool user's permissions.
+SEE ALSO     mtapy/_worker.py (do_filter), shim/courier/ (the other end)
+"""
+
+import builtins
+import contextlib
+import io
+import os
+from typing import Dict, Iterable, Iterator, Tuple
+
+_open = io.open
+_passed: Dict[str, int] = {}  # absolute path -> descriptor, during one call only
+
+
+class _PassedFile(io.RawIOBase):
+    """A raw file over a dup of a passed descriptor, at a position of its own."""
+
+    def __init__(self, fd: int, name: str, mode: str):
+        super().__init__()
+        self._fd = os.dup(fd)
+        self._position = 0
+        self.name = name
+        self.mode = mode
+        self._reads = "r" in mode or "+" in mode
+        self._writes = any(c in mode for c in "wax+")
+        self._appends = "a" in mode
+
+    def fileno(self) -> int:
+        self._checkClosed()
+        return self._fd
+
+    def readable(self) -> bool:
+        return self._reads
+
+    def writable(self) -> bool:
+        return self._writes
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self._reads:
+            raise io.UnsupportedOperation("not readable")
+        count = os.preadv(self._fd, [buffer], self._position)
+        self._position += count
+        return count
+
+    def write(self, data) -> int:
+        if not self._writes:
+            raise io.UnsupportedOperation("not writable")
+        if self._appends:
+            self._position = os.fstat(self._fd).st_size
+        count = os.pwrite(self._fd, data, self._position)
+        self._position += count
+        return count
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            offset += self._position
+        elif whence == os.SEEK_END:
+            offset += os.fstat(self._fd).st_size
+        if offset < 0:
+            raise OSError(22, "negative seek position")
+        self._position = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._position
+
+    def truncate(self, size=None) -> int:
+        size = self._position if size is None else size
+        os.ftruncate(self._fd, size)
+        return size
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def _open_passed(fd: int, name: str, mode: str, buffering: int, encoding, errors, newline):
+    if "x" in mode:
+        raise FileExistsError(17, "File exists", name)
+    raw = _PassedFile(fd, name, mode)
+    if "w" in mode:
+        raw.truncate(0)
+    if buffering == 0:
+        if "b" not in mode:
+            raise ValueError("can't have unbuffered text I/O")
+        return raw
+    size = buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE
+    if "+" in mode:
+        buffered = io.BufferedRandom(raw, size)
+    elif raw.readable():
+        buffered = io.BufferedReader(raw, size)
+    else:
+        buffered = io.BufferedWriter(raw, size)
+    if "b" in mode:
+        return buffered
+    text = io.TextIOWrapper(buffered, io.text_encoding(encoding), errors, newline,
+                            line_buffering=buffering == 1)
+    text.mode = mode
+    return text
+
+
+def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, closefd=True,
+         opener=None):
+    """io.open(), except for the paths of the call being served (see the module's docstring)."""
+    if _passed and opener is None and isinstance(file, (str, bytes, os.PathLike)):
+        fd = _passed.get(os.path.abspath(os.fsdecode(file)))
+        if fd is not None:
+            return _open_passed(fd, os.fsdecode(file), mode, buffering, encoding, errors, newline)
+    return _open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+
+
+@contextlib.contextmanager
+def serving(files: Iterable[Tuple[str, int]]) -> Iterator[None]:
+    """While active, open(path) of each (path, descriptor) uses that descriptor."""
+    _passed.update((os.path.abspath(path), fd) for path, fd in files)
+    try:
+        yield
+    finally:
+        _passed.clear()
+
+
+def install() -> None:
+    """Route open() through this module (once per worker, before the policy is imported)."""
+    builtins.open = io.open = open

@@ -1,0 +1,221 @@
+"""mtapy-courierfilter against a real mtapy-workerd, with Courier played by fake_submit.
+
+What an administrator relies on between Courier and the pool: the reply Courier gets for
+each kind of filter answer, the files edited in place through the passed descriptors while
+the pool's user cannot open the spool, a 4xx (never a lost or accepted message) for every
+failure, several messages at once, and a clean stop. Real Courier: test_courier_mail.py.
+"""
+
+import os
+import threading
+import time
+
+import pytest
+
+from conftest import BUILD, pool_toml, wait_for, write_policy
+from fake_submit import FilterProgram, default_control, message
+
+POLICY = """
+    import os, sys, time
+    from courier import control, xfilter
+
+    def do_filter(body_path, control_paths):
+        with open(body_path, "rb") as body:
+            text = body.read()
+        if b"Subject: crash" in text:
+            os._exit(3)
+        if b"Subject: hang" in text:
+            time.sleep(60)
+        if b"Subject: slow" in text:
+            time.sleep(0.5)
+        if b"Subject: spam" in text:
+            return "550-5.7.1 Rejected by policy\\n550 5.7.1 Subject contains spam"
+        if b"Subject: later" in text:
+            return "451 4.7.1 Try again later"
+        if b"Subject: skip" in text:
+            return "050 Accepted, skip the other filters"
+        if b"Subject: snoop" in text:
+            other = os.path.join(os.path.dirname(body_path), "Dother")
+            try:
+                open(other, "rb").read()
+                return "550 read another message"
+            except PermissionError:
+                return "200 cannot read another message"
+        if b"Subject: edit" in text:
+            edit = xfilter.XFilter("edit", body_path, control_paths)
+            edit.get_message()["X-Edited"] = "by mtapy"
+            edit.submit()
+            control.add_recipient(control_paths, "added@example.org")
+            control.del_recipient(control_paths, "someone@example.com")
+        if b"Subject: whoami" in text:
+            return f"200 uid {os.getuid()} sender {control.get_sender(control_paths)}"
+        return ""
+"""
+
+
+@pytest.fixture
+def courier_pool(stage, make_daemon):
+    policy = write_policy(stage, "courier_policy.py", POLICY)
+
+    def make(**options):
+        options.setdefault("timeout", "2s")
+        return make_daemon(pool_toml("courier", policy, **options))
+
+    return make
+
+
+@pytest.fixture
+def spool(tmp_path):
+    tmp_path.chmod(0o700)  # like Courier's spool: nothing in it is the pool user's
+    return tmp_path
+
+
+@pytest.fixture
+def start_filter(stage, spool):
+    started = []
+
+    def start(daemon, name="mtapy"):
+        program = FilterProgram(stage / "bin" / "mtapy-courierfilter", spool, daemon.shim_conf,
+                                name)
+        started.append(program)
+        return program
+
+    yield start
+    for program in started:
+        if program.process.poll() is None:
+            program.stop()
+
+
+def test_replies_reach_courier_as_the_filter_gave_them(courier_pool, start_filter):
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    cases = {"hello": "200 Ok\n",
+             "spam": "550-5.7.1 Rejected by policy\n550 5.7.1 Subject contains spam\n",
+             "later": "451 4.7.1 Try again later\n",
+             "skip": "050 Accepted, skip the other filters\n"}
+    for subject, reply in cases.items():
+        data, ctl = courier.message(message(subject), name=subject)
+        assert courier.submit(data, ctl) == reply, subject
+
+
+def test_the_filter_runs_as_the_pool_user_and_reads_only_this_message(courier_pool,
+                                                                      start_filter, users):
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    courier.message(message("secret"), name="other")
+    data, ctl = courier.message(message("whoami"), name="who")
+    uid = users["mtapy-t1"].pw_uid
+    assert courier.submit(data, ctl) == f"200 uid {uid} sender sender@example.net\n"
+    data, ctl = courier.message(message("snoop"), name="snoop")
+    assert courier.submit(data, ctl) == "200 cannot read another message\n"
+
+
+def test_edits_through_the_passed_descriptors_land_in_the_message(courier_pool, start_filter):
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    data, ctl = courier.message(message("edit"), name="edit")
+    assert courier.submit(data, ctl) == "200 Ok\n"
+    assert b"X-Edited: by mtapy" in data.read_bytes()
+    control = ctl.read_bytes()
+    assert b"\nradded@example.org\nR\nN\n" in control
+    assert b"\nS1 " in control or b"\nS0 " in control  # someone@ marked delivered (removed)
+
+
+def test_several_control_files_all_reach_the_filter(courier_pool, start_filter):
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    data, first = courier.message(message("edit"), name="batch")
+    second = first.with_name("Cbatch.2")
+    second.write_bytes(default_control(recipients=("other@example.com",)))
+    assert courier.submit(data, first, second) == "200 Ok\n"
+    assert b"radded@example.org" in second.read_bytes()  # added to the last file
+
+
+@pytest.mark.parametrize("subject", ["crash", "hang"])
+def test_a_crashing_or_hung_filter_gives_4xx_and_the_next_message_passes(courier_pool,
+                                                                          start_filter, subject):
+    daemon = courier_pool(timeout="1s")
+    courier = start_filter(daemon)
+    data, ctl = courier.message(message(subject), name=subject)
+    started = time.monotonic()
+    assert courier.submit(data, ctl).startswith("451 ")
+    assert time.monotonic() - started < 5
+    assert wait_for(daemon.ready)
+    data, ctl = courier.message(message("hello"), name="after")
+    assert courier.submit(data, ctl) == "200 Ok\n"
+
+
+def test_daemon_down_gives_4xx_and_recovery_when_it_returns(courier_pool, start_filter):
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    daemon.stop()
+    data, ctl = courier.message(message("hello"))
+    reply = courier.submit(data, ctl)
+    assert reply.startswith("451 4.3.0 ")
+    assert "cannot reach mtapy-workerd" in courier.output()
+    daemon.start()
+    assert courier.submit(data, ctl) == "200 Ok\n"
+
+
+def test_messages_are_filtered_in_parallel(courier_pool, start_filter):
+    daemon = courier_pool(process_limit=4)
+    courier = start_filter(daemon)
+    assert wait_for(lambda: daemon.ctl("status").stdout.count(" idle") >= 4)
+    replies = []
+
+    def one(i):
+        data, ctl = courier.message(message("slow"), name=f"slow{i}")
+        replies.append(courier.submit(data, ctl))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert replies == ["200 Ok\n"] * 4
+    assert time.monotonic() - started < 1.5  # 4 × 0.5 s one after another would be 2 s
+
+
+def test_stdin_eof_stops_after_the_message_in_progress(courier_pool, start_filter):
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    assert courier.socket.exists()
+    replies = []
+    data, ctl = courier.message(message("slow"), name="inflight")
+    worker = threading.Thread(target=lambda: replies.append(courier.submit(data, ctl)))
+    worker.start()
+    time.sleep(0.2)
+    assert courier.stop() == 0
+    worker.join()
+    assert replies == ["200 Ok\n"]
+    assert not courier.socket.exists()
+
+
+def test_socket_goes_where_the_mode_file_says(courier_pool, start_filter, spool):
+    daemon = courier_pool()
+    (spool / "etc" / "filters").mkdir(parents=True)
+    (spool / "etc" / "filters" / "optional-mode").write_text("filters\n")
+    courier = start_filter(daemon, name="optional")
+    assert (spool / "var" / "filters" / "optional").exists()
+    assert not (spool / "var" / "allfilters" / "optional").exists()
+
+
+def test_a_broken_shim_conf_starts_no_filter(start_filter, courier_pool, tmp_path):
+    daemon = courier_pool()
+    daemon.shim_conf.write_text("timeout = soon\n")
+    courier = start_filter(daemon)
+    assert courier.process.wait(10) != 0
+    assert not courier.socket.exists()
+    assert "timeout" in courier.output()
+
+
+def test_a_large_message_passes_without_the_daemon_copying_it(courier_pool, start_filter):
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    body = message("hello", body="x" * 99 + "\n") + (b"y" * 99 + b"\n") * 500_000  # 50 MB
+    data, ctl = courier.message(body, name="big")
+    assert courier.submit(data, ctl) == "200 Ok\n"
+    status = open(f"/proc/{daemon.process.pid}/status").read()
+    peak_kb = int(status.split("VmHWM:")[1].split()[0])
+    assert peak_kb < 40_000, f"the daemon's peak RSS was {peak_kb} kB"
