@@ -14,28 +14,6 @@ from courier_workers import PYLIB, fake_upstream, message, run_workers
 from mtapy import state
 from mtapy.filter_chain import Chain
 
-UPSTREAM_NAMES = ("pythonfilter", "ttldb", "TtlDb", "pythonfilter.ttldb", "pythonfilter.TtlDb")
-
-
-@pytest.fixture
-def pool_state(tmp_path):
-    url = f"lmdb://{tmp_path / 'state'}"
-    state.configure(url, "courier-test")
-    yield url
-    state.configure("")
-
-
-@pytest.fixture
-def clean_imports():
-    """Upstream's names as before the test: another test's chain may have aliased them."""
-    before = set(sys.modules)
-    saved = {name: sys.modules.pop(name) for name in UPSTREAM_NAMES if name in sys.modules}
-    yield
-    for name in set(sys.modules) - before:
-        if name.split(".")[0] in ("pythonfilter", "ttldb", "TtlDb"):
-            del sys.modules[name]
-    sys.modules.update(saved)
-
 
 def test_tokens_are_set_read_and_deleted_as_upstream_s(pool_state):
     db = ttldb.TtlDb("correspondents", 3600, 600)
@@ -162,7 +140,6 @@ def test_upstream_s_import_spellings_all_get_mtapy_s_ttldb(tmp_path, monkeypatch
                       "def do_filter(body_path, control_paths):\n    return ''\n",
         "other": "def do_filter(body_path, control_paths):\n    return '250 upstream ran'\n"})
     monkeypatch.syspath_prepend(str(site))
-    (tmp_path / "chain.conf").write_text("")
     chain = Chain([("uses_ttldb", set()), ("other", set())])
     assert sys.modules["pythonfilter.uses_ttldb"].ttldb is ttldb
     assert chain.run("/body", ["/control"]) == "250 upstream ran"  # its other filters work
