@@ -5,7 +5,8 @@ DESCRIPTION  Upstream's ratelimit counts each message in the bucket of its minut
              is a counter in the pool's shared state, expiring once no window can include it,
              so the count is one across all workers. Exact, but for a message counted at the
              instant a minute turns, which may land in the older bucket just after a worker in
-             the new minute read it (upstream, one process, had no such instant).
+             the new minute read it (upstream, one process, had no such instant). A message
+             costs one write and `interval` - 1 reads (with Redis, as many round trips).
 """
 
 import time
