@@ -13,18 +13,30 @@ DESCRIPTION  A chain is the modules named in a pythonfilter.conf ("module [for a
              A filter that raises or returns something other than a str is logged with its
              traceback and, as upstream does, counts as '' (on_exception = "continue"); with
              on_exception = "tempfail" the message is refused with a 4xx instead.
+STATEFUL     Upstream's modules that keep state per process are replaced by mtapy's, which
+             keep it in the pool's shared state: a line "ratelimit" / "ratelimitauth" (also
+             spelled "pythonfilter.ratelimit") runs courier.filters.ratelimit(auth), and
+             before any filter is imported, the names upstream's filters import ttldb by
+             ("from . import ttldb" in package pythonfilter, "import ttldb", the older
+             "import TtlDb") all lead to courier.ttldb. Upstream's other filters import from
+             its pythonfilter package as before.
 SEE ALSO     courier/ (the API filters use), README.md "Courier"
 """
 
 import importlib
 import sys
 import traceback
+import types
 from types import ModuleType
 from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple
 
 Entry = Tuple[str, Set[str]]  # a module's name and the names its "for" list bypasses
 
 TEMPFAIL = "451 4.3.0 a mail filter failed; please try again later"
+
+# Upstream's filters that count in a module-level dict: one count per worker, were they run.
+REPLACED_FILTERS = {"ratelimit": "courier.filters.ratelimit",
+                    "ratelimitauth": "courier.filters.ratelimitauth"}
 
 
 def read_conf(path: str) -> List[Entry]:
@@ -55,6 +67,7 @@ class Chain:
         self._on_exception = on_exception
         self._log = log
         self._steps = []  # (name, bypasses, do_filter)
+        _use_mtapy_ttldb()
         for name, bypasses in entries:
             self._add(name, bypasses, _import(name))
 
@@ -103,8 +116,33 @@ class Chain:
         return reply
 
 
+def _use_mtapy_ttldb() -> None:
+    """Make every import of upstream's ttldb give courier.ttldb.
+
+    Upstream's dbm-backed ttldb cannot be shared: a second worker fails to open the file.
+    sys.modules entries win over every finder, so this holds even with upstream's package
+    installed. Without it, a bare pythonfilter package (no folders: nothing else in it) lets
+    filters written for upstream still say "from pythonfilter import ttldb".
+    """
+    from courier import ttldb
+
+    try:
+        package = importlib.import_module("pythonfilter")
+    except ModuleNotFoundError as missing:
+        if missing.name != "pythonfilter":
+            raise
+        package = sys.modules["pythonfilter"] = types.ModuleType("pythonfilter")
+        package.__path__ = []
+    for name in ("ttldb", "TtlDb"):
+        sys.modules[name] = sys.modules["pythonfilter." + name] = ttldb
+        setattr(package, name, ttldb)  # "import pythonfilter.ttldb" reads the attribute
+
+
 def _import(name: str):
     """A filter module by name; courier-pythonfilter's "pythonfilter." prefix also works."""
+    short = name[len("pythonfilter."):] if name.startswith("pythonfilter.") else name
+    if short in REPLACED_FILTERS:
+        return importlib.import_module(REPLACED_FILTERS[short])
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as missing:

@@ -1,6 +1,8 @@
-"""Fixtures for pylib's unit tests: pylib on sys.path, a real spamd on loopback.
+"""Fixtures for pylib's unit tests: pylib on sys.path, a real spamd on loopback, state.
 
-The spamd fixture starts Debian's spamd (package spamassassin) on a free TCP port and a Unix
+pool_state is a pool's shared state (LMDB in the test's folder) for courier.ttldb and the
+rate limits; clean_imports keeps the aliases of upstream's names a filter chain makes
+(pythonfilter, ttldb, TtlDb) to one test. The spamd fixture starts Debian's spamd (package spamassassin) on a free TCP port and a Unix
 socket, with network tests off, once per session; tests that need it skip, saying why, only
 when spamd is missing or does not come up.
 """
@@ -98,3 +100,30 @@ def _stop(pidfile):
         except ProcessLookupError:
             return
         time.sleep(0.1)
+
+
+UPSTREAM_NAMES = ("pythonfilter", "ttldb", "TtlDb")
+
+
+@pytest.fixture
+def pool_state(tmp_path):
+    """The pool's state: LMDB in the test's folder; its URL, for workers."""
+    from mtapy import state  # after pylib is on sys.path
+
+    url = f"lmdb://{tmp_path / 'state'}"
+    state.configure(url, "courier-test")
+    yield url
+    state.configure("")
+
+
+@pytest.fixture
+def clean_imports():
+    """Upstream's names unimported, and as before afterwards: chains alias them."""
+    owned = lambda name: name.split(".")[0] in UPSTREAM_NAMES
+    saved = {name: module for name, module in sys.modules.items() if owned(name)}
+    for name in saved:
+        del sys.modules[name]
+    yield
+    for name in [name for name in sys.modules if owned(name)]:
+        del sys.modules[name]
+    sys.modules.update(saved)
