@@ -343,8 +343,9 @@ class MtapySide:
         policy.write_text(self.policy(stage, filt))
         policy.chmod(0o644)
         pool = eb.pool_toml("courier", policy, **eb.POOL_OPTIONS)
-        daemon = eb.PinnedDaemon(self.eb_stage, f"{run}-{filt}", pool, "", prefix).start()
+        daemon = eb.PinnedDaemon(self.eb_stage, f"{run}-{filt}", pool, "", prefix)
         try:
+            daemon.start()
             return FilterProgram(prefix + self.argv(), stage / "spool" / "allfilters" / "mtapy",
                                  daemon.dir / "courierfilter.log", self.env(stage, daemon),
                                  extra_pids=daemon.pids, then_stop=daemon.stop).start()
