@@ -19,11 +19,12 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+/* The caller has checked that P fits. */
 static struct sockaddr_un address_of(const char *p) {
   struct sockaddr_un a;
   memset(&a, 0, sizeof a);
   a.sun_family = AF_UNIX;
-  strncpy(a.sun_path, p, sizeof a.sun_path - 1);
+  memcpy(a.sun_path, p, strlen(p) + 1);
   return a;
 }
 

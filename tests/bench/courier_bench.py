@@ -30,9 +30,11 @@ FIGURES      msg/s, p50/p99 µs (connect -> reply read to EOF), CPU µs per mess
              callable of each side) and of the driver (its reaped client processes),
              warm-up included. "own work": the filter's do_filter alone, timed in a loop in a
              plain python3 process on the same file (process_time / calls), in the same run;
-             framework CPU = program CPU per message - own work. pythonfilter's own log gives
-             the filter's in-situ thread CPU too (its "CPU TIME ACCOUNTING" lines). Tables:
-             median of per-run figures; ratios per run, then the median (range in brackets).
+             framework CPU = program CPU per message - own work (in a filter program the
+             filter may cost more than in the loop: colder caches). Not used: pythonfilter's
+             own "CPU TIME ACCOUNTING" lines (RUSAGE_THREAD of a running thread misses its time
+             since it was last scheduled; most messages log 0). Tables: median of per-run
+             figures; ratios per run, then the median (range in brackets).
 PEER         upstream's program, `pythonfilter` at the top of a git checkout:
                git clone https://github.com/gordonmessmer/courier-pythonfilter DIR
              (GPL: used for the run, never copied into mtapy; without it the peer is reported
@@ -43,7 +45,7 @@ PEER         upstream's program, `pythonfilter` at the top of a git checkout:
              makes allfilters/pythonfilter; sysconfdir = the bench's etc, where its
              pythonfilter.conf is found (after /etc and /usr/local/etc: the bench refuses to
              run the peer if either has one). Its stderr (one accounting line per message)
-             goes to a file.
+             goes to a file, as courierfilter's goes to syslog.
 USAGE        /usr/bin/python3 tests/bench/courier_bench.py [--pythonfilter DIR] [--reps 3]
                  [--seconds 2] [--warmup 50] [--sides floor,pythonfilter,mtapy]
                  [--sizes 2k,100k] [--filters noop,subject] [--json FILE] [--keep-stage]
@@ -57,7 +59,6 @@ import json
 import os
 import pathlib
 import platform
-import re
 import select
 import shutil
 import subprocess
@@ -231,7 +232,6 @@ class FloorSide:
     """courier-floor: answers "200 Ok" at once; the filter is not run (one row per size)."""
     name = "floor"
     runs_filters = False
-    accounting = False
 
     def __init__(self, a):
         pass
@@ -249,7 +249,6 @@ class PythonfilterSide:
     """Upstream courier-pythonfilter, pointed at the stage by the fake courier-config."""
     name = "pythonfilter"
     runs_filters = True
-    accounting = True  # its log has a "CPU TIME ACCOUNTING" line per message
 
     def __init__(self, a):
         self.dir = pathlib.Path(a.pythonfilter) if a.pythonfilter else None
@@ -289,7 +288,6 @@ class MtapySide:
     reports "not run"; COURIER_BENCH_MTAPY=1 runs the draft anyway."""
     name = "mtapy"
     runs_filters = True
-    accounting = False
     PROGRAM = "shim/mtapy-courierfilter"  # in the build folder
     READY = os.environ.get("COURIER_BENCH_MTAPY") == "1"  # PLACEHOLDER: True once merged
 
@@ -386,9 +384,6 @@ def measure(stage, program, size_name, clients, prefix, a):
     return load(stage, program, size_name, clients, calls, a.warmup, prefix)
 
 
-ACCOUNTING = re.compile(r"CPU TIME ACCOUNTING: .* processed with \S+ seconds: \(\S+?\((\S+)\)\)")
-
-
 def own_work(stage, filt, size_name, prefix, seconds=0.5):
     """µs of CPU per do_filter call, in a loop in a plain python3 (warm: the best case)."""
     code = (f"import sys, time\nsys.path.insert(0, {str(stage / 'pyfilters')!r})\n"
@@ -407,19 +402,11 @@ def side_run(stage, side, run, prefix, a):
     out = {}
     for filt in a.filters if side.runs_filters else ["none"]:
         program = side.start(stage, run, filt, prefix)
-        log_path = pathlib.Path(program.log_path) if side.accounting else None
         try:
             for size_name in a.sizes:
                 check_verdicts(stage, program, filt if side.runs_filters else "noop", size_name)
                 for clients in CLIENT_COUNTS:
-                    offset = log_path.stat().st_size if log_path else 0
                     r = measure(stage, program, size_name, clients, prefix, a)
-                    if log_path:  # pythonfilter's own per-message accounting of the filter
-                        with open(log_path, errors="replace") as f:
-                            f.seek(offset)
-                            own = [float(x) * 1e6 for x in ACCOUNTING.findall(f.read())]
-                        # Tick-sampled (many messages log 0): a mean, a rough cross-check.
-                        r["insitu_us"] = sum(own) / len(own) if own else float("nan")
                     key = f"{side.name}/{filt}/{size_name}/c{clients}"
                     out[key] = r
                     log(f"  {run} {key}: " + ", ".join(f"{k}={v:.4g}" for k, v in r.items()))
@@ -491,7 +478,7 @@ def report(runs, not_run, a, meta):
         w(f"**{mode}**\n")
         w("| program | filter | size | 1 client: msg/s, p50 / p99 µs | 8 clients: msg/s, "
           "p50 / p99 µs | program CPU µs/msg, 1 / 8 clients | framework CPU µs/msg, 1 / 8 "
-          "clients | filter's own µs: loop / in situ (mean) | driver CPU µs/msg, 1 / 8 clients |")
+          "clients | filter's own µs (loop) | driver CPU µs/msg, 1 / 8 clients |")
         w("|---|---|---|---|---|---|---|---|---|")
         for side, filt in rows:
             for size in a.sizes:
@@ -505,12 +492,8 @@ def report(runs, not_run, a, meta):
                                         for c in ("c1", "c8")))
                 cells.append(" / ".join(fmt(col(lambda r: framework(r, side, filt, size, c)), 1)
                                         for c in ("c1", "c8")))
-                if filt == "none":
-                    cells.append("–")
-                else:
-                    insitu = col(lambda r: r[f"{k}/c1"].get("insitu_us", float("nan")))
-                    cells.append(f"{fmt(col(lambda r: r[f'own/{filt}/{size}']), 1)} / "
-                                 f"{fmt(insitu, 1)}")
+                cells.append("–" if filt == "none" else
+                             fmt(col(lambda r: r[f"own/{filt}/{size}"]), 1))
                 cells.append(" / ".join(fmt(col(lambda r: r[f"{k}/{c}"]["cpu_client"]), 1)
                                         for c in ("c1", "c8")))
                 w("| " + " | ".join(cells) + " |")
@@ -564,6 +547,7 @@ def report(runs, not_run, a, meta):
       f"{a.max_calls:,}) after {a.warmup} warm-up messages per client; the same data and control "
       "file for every message.")
     w(f"- Peer: {meta['peer']}. Its stderr (an accounting line per message) goes to a file.")
+    w(f"- mtapy: {meta['mtapy']}.")
     return "\n".join(lines)
 
 
@@ -615,7 +599,9 @@ def main():
         source = pathlib.Path(a.pythonfilter) / "SOURCE"
         peer = f"{a.pythonfilter}" + (f" ({' '.join(source.read_text().split())})"
                                       if source.exists() else "")
-    meta = {"started": started, "load_before": load_before, "wall": time.monotonic() - t0,
+    mtapy = not_run.get("mtapy") or (f"{MtapySide.PROGRAM} and mtapy-workerd of "
+                                     f"{MtapySide(a).build}; pool process_limit 2")
+    meta = {"mtapy": mtapy, "started": started, "load_before": load_before, "wall": time.monotonic() - t0,
             "load_after": " ".join(open("/proc/loadavg").read().split()[:3]), "peer": peer}
     print(report(runs, not_run, a, meta))
 
