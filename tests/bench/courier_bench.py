@@ -4,9 +4,7 @@ DESCRIPTION  Not pass/fail. Compares, in the same runs, the programs courierfilt
                floor         courier-floor.c: the protocol alone, "200 Ok" at once (sequential)
                pythonfilter  upstream courier-pythonfilter: one Python process, a thread per
                              message (the peer; needs --pythonfilter, see PEER)
-               mtapy         mtapy-courierfilter -> a pool of mtapy-workerd (MtapySide: a hook
-                             written against the draft of shim/courier; "not run" until it is
-                             merged, COURIER_BENCH_MTAPY=1 tries it; as root)
+               mtapy         mtapy-courierfilter -> a pool of mtapy-workerd (as root)
              Each program is started as courierfilter starts one: stdin a pipe (closed to stop
              it), fd 3 a pipe's write end; it is ready when fd 3 is closed and its socket
              (SPOOL/allfilters/NAME, a private folder) exists. The driver is submitbench.c
@@ -282,25 +280,19 @@ class MtapySide:
     build came from; (b) mtapy-courierfilter, started as courierfilter starts a filter, with
     the settings that lead it to that pool. CPU: the filter program, the daemon, its workers.
 
-    PLACEHOLDER: argv() and env() follow the draft of shim/courier (not yet committed): the
-    filter's name is argv[0]'s, its socket goes to $localstatedir/allfilters/NAME, the pool
-    and the daemon's socket_dir come from $MTAPY_SHIM_CONF. Until it is merged, the side
-    reports "not run"; COURIER_BENCH_MTAPY=1 runs the draft anyway."""
+    The filter's name is argv[0]'s, its socket goes to $localstatedir/allfilters/NAME, the
+    pool and the daemon's socket_dir come from $MTAPY_SHIM_CONF."""
     name = "mtapy"
     runs_filters = True
     PROGRAM = "shim/mtapy-courierfilter"  # in the build folder
-    READY = os.environ.get("COURIER_BENCH_MTAPY") == "1"  # PLACEHOLDER: True once merged
 
     def __init__(self, a):
         self.build = pathlib.Path(os.environ.get("MTAPY_BUILD", eb.TOP / "build")).resolve()
         self.eb_stage = None
 
     def check(self):
-        if not self.READY or not (self.build / self.PROGRAM).exists():
-            raise NotRun("mtapy-courierfilter not built yet (" + (
-                f"no {self.build / self.PROGRAM}" if self.READY else
-                "MtapySide is a placeholder until it is merged; COURIER_BENCH_MTAPY=1 tries "
-                "the draft") + ")")
+        if not (self.build / self.PROGRAM).exists():
+            raise NotRun(f"no {self.build / self.PROGRAM}: build mtapy first")
         if os.geteuid() != 0:
             raise NotRun("run as root (mtapy-workerd starts its workers as another user)")
         eb.ensure_user(eb.POOL_USER)
@@ -311,11 +303,10 @@ class MtapySide:
                 f"from pythonfilter.bench_{filt} import do_filter  # noqa: F401\n")
 
     def argv(self):
-        # PLACEHOLDER: courierfilter runs a filter by its name in filters/active: argv[0].
+        # courierfilter runs a filter by its name in filters/active: argv[0].
         return [str(self.eb_stage / "bin" / "mtapy")]
 
     def env(self, stage, daemon):
-        # PLACEHOLDER: where the draft takes its settings from.
         return {**os.environ, "localstatedir": str(stage / "spool"),
                 "sysconfdir": str(stage / "etc"),
                 "MTAPY_SHIM_CONF": str(daemon.shim_conf_for("courier"))}
