@@ -3,9 +3,9 @@
 DESCRIPTION  Filters written for courier-pythonfilter import courier.control, courier.config
              and courier.xfilter; this package provides them with the documented behaviour
              (its developer documentation is the contract), so such filters run unchanged in
-             an mtapy pool. Implemented so far: courier.control, courier.config,
-             courier.xfilter, courier.ttldb and courier.filters (ratelimit, ratelimitauth);
-             the filter program and the pool's filter chain come next.
+             an mtapy pool: courier.control, courier.config, courier.xfilter, courier.ttldb
+             and courier.filters (ratelimit, ratelimitauth). mtapy-courierfilter
+             (shim/courier) brings each message to the pool; mtapy.filter_chain runs them.
 STATEFUL     Upstream runs every filter in one multi-threaded process; mtapy runs them in a
              pool of worker processes, any of which may be restarted at any time, so state a
              filter keeps in its own process would be one copy per worker. mtapy keeps it in
