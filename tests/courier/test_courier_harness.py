@@ -9,10 +9,15 @@ paths and an empty line, and replies by the Subject. One Courier serves the whol
 import os
 import pathlib
 import re
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
 
 import pytest
 
-from courier_harness import COURIER_UID, ME, Courier, CourierUnavailable
+from courier_harness import COURIER_GID, COURIER_UID, ME, Courier, CourierUnavailable, wait_for
 
 FILTER = r'''#!/usr/bin/python3
 import email, email.policy, os, select, socket, sys
@@ -53,6 +58,10 @@ while True:
                 conn.sendall(b"200 Ok\n")
 os.unlink(f"{DIR}/{NAME}")
 '''
+
+
+def requests_logged(courier, name):
+    return [line for line in courier.syslog() if f"{name} request" in line]
 
 
 def message(subject):
@@ -103,20 +112,62 @@ def test_filter_closing_without_reply_is_a_temporary_failure(courier):
     assert courier.maildir("carol") == []
 
 
-def test_host_folder_is_shared_and_close_leaves_nothing(tmp_path):
-    """A bound host folder has the same path inside; after close() no process or mount remains."""
-    shared = tmp_path / "shared"
-    shared.mkdir()
+def test_filter_in_filters_mode_is_skipped_for_whitelisted_mail(courier):
+    """filters/ (unlike allfilters/) is skipped when every recipient is "whitelisted", and
+    without a per-recipient maildrop filter (localmailfilter(7)) every recipient is: submit
+    counts a recipient whose module has no filter hook, or whose hook says 0, as whitelisted.
+    So with this configuration only allfilters/ sees mail (measured with Courier 1.0.16)."""
+    courier.install_filter("optfilter", FILTER, mode="filters")
+    try:
+        assert courier.filter_socket("optfilter").parent.name == "filters"
+        requests = len(requests_logged(courier, "testfilter"))
+        sent = courier.send("sender@example.net", [f"bob@{ME}"], message("two filters"))
+        assert sent.data[0] == 250, sent
+        assert wait_for(lambda: len(requests_logged(courier, "testfilter")) > requests)
+        assert requests_logged(courier, "optfilter") == []
+    finally:
+        courier.remove_filter("optfilter")
+    assert courier.filter_socket("optfilter") is None
+
+
+@pytest.fixture
+def shared():
+    """A host folder the chroot's courier user may enter (pytest's tmp_path is 0700)."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="mtapy-courier-shared-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_bound_folder_is_shared_and_close_leaves_nothing(shared):
+    """A host daemon's socket in a bound folder answers the chroot's courier user, who shows up
+    as COURIER_UID in SO_PEERCRED; after close() no process or mount remains."""
     (shared / "from-host").write_text("hello\n")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(shared / "daemon.sock"))
+    (shared / "daemon.sock").chmod(0o666)
+    server.listen()
+    server.settimeout(10)
     try:
         c = Courier(binds=[shared]).start()
     except CourierUnavailable as e:
         pytest.skip(str(e))
-    with c:
+    with c, server:
         assert c.run(["cat", f"{shared}/from-host"]).stdout == b"hello\n"
-        c.run(["sh", "-c", f"echo inside > {shared}/from-chroot"])
+        client = subprocess.Popen(
+            ["nsenter", "-t", str(c.pid), "-m", "-p", "--", "chroot", "--userspec=courier:courier",
+             c.root, "/usr/bin/python3", "-c",
+             "import socket, sys; s = socket.socket(socket.AF_UNIX); "
+             f"s.connect('{shared}/daemon.sock'); sys.stdout.buffer.write(s.recv(16))"],
+            stdout=subprocess.PIPE)
+        conn, _ = server.accept()
+        pid, uid, gid = struct.unpack("3i", conn.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        conn.sendall(b"pong")
+        conn.close()
+        assert client.communicate(timeout=10)[0] == b"pong"
+        assert (uid, gid) == (COURIER_UID, COURIER_GID)
         pid, base = c.pid, c.base
-    assert (shared / "from-chroot").read_text() == "inside\n"
     assert not os.path.exists(f"/proc/{pid}")
     assert not base.exists()
     assert str(base) not in pathlib.Path("/proc/self/mountinfo").read_text()
