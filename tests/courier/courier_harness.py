@@ -319,9 +319,11 @@ class Courier:
     def send(self, sender, recipients, message, helo="client.test", timeout=30):
         """One SMTP session from the host to Courier; returns Sent (all replies).
 
-        MESSAGE is bytes with \\n or \\r\\n line ends; smtplib dot-stuffs it. The connection
-        is closed without QUIT: nothing in these tests depends on Courier's 221.
+        MESSAGE is bytes with \\n or \\r\\n line ends; smtplib dot-stuffs it but leaves a bare
+        \\n alone (and would add a blank line at the end), so line ends become \\r\\n here.
+        The connection is closed without QUIT: nothing in these tests depends on the 221.
         """
+        message = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         sent = Sent()
         s = smtplib.SMTP(timeout=timeout)
         try:
