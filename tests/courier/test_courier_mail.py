@@ -10,6 +10,7 @@ each failure, and one pool serving Exim and Courier at once. Courier: courier_ha
 import concurrent.futures
 import pathlib
 import shutil
+import smtplib
 import sys
 import textwrap
 import time
@@ -29,7 +30,7 @@ FILTERS = ["tagger", "whitelist for router", "router", "last"]
 MODULES = {
     "policy.py": """
         '''The pool's policy: Exim's functions here; Courier runs the chain in workerd.toml.'''
-        from exim_test_policy import recipient_blocked, sender_blocked
+        from exim_test_policy import *  # noqa: F401,F403
     """,
     "tagger.py": """
         import sys
@@ -46,7 +47,8 @@ MODULES = {
     "whitelist.py": """
         def do_filter(body_path, control_paths):
             with open(body_path, "rb") as body:
-                return "200 Ok" if b"Subject: trusted" in body.read() else ""
+                subject = [l for l in body if l.startswith(b"Subject: ")][0]
+            return "200 Ok" if b" trusted " in subject else ""
     """,
     "router.py": """
         import os, time
@@ -76,13 +78,10 @@ MODULES = {
             if word == "hang":
                 time.sleep(60)
             if word == "whoami":
-                try:
-                    os.listdir(os.path.dirname(body_path))
-                    seen = "listed the spool"
-                except PermissionError:
-                    seen = "spool closed"
+                with open(body_path, "rb") as body:  # through the passed descriptor
+                    size = len(body.read())
                 sender = control.get_sender(control_paths)
-                return f"000 uid={os.getuid()} {seen} sender={sender}"
+                return f"050 uid={os.getuid()} read={size > 0} sender={sender}"
             if word == "grey":
                 key = control.get_sender(control_paths) + "/" + \\
                     control.get_recipients(control_paths)[0]
@@ -132,7 +131,7 @@ class World:
             path.chmod(0o644)
         self.daemon = Daemon(stage, "courier-mail", pool_toml(
             "mail", folder / "policy.py", clients=(COURIER_UID, "Debian-exim", "root"),
-            process_limit=4, timeout="2s", filters=FILTERS))
+            process_limit=4, timeout="10s", filters=FILTERS))
         self.daemon.start()
         self.courier = Courier(binds=[stage]).start()
         self.courier._write("/etc/mtapy/shim.conf",
@@ -179,7 +178,8 @@ def test_the_filter_is_courier_s_and_its_modules_initialized(world):
 @pytest.mark.parametrize("word, code, text, chain", [
     ("pass", 250, None, ["tagger", "last"]),
     ("stop200", 250, None, ["tagger"]),
-    ("stop000", 250, "Accepted by router, skip the rest", ["tagger"]),
+    # Courier turns the leading 0 into 2: "000 ..." reaches the client as "200 ...".
+    ("stop000", 200, "Accepted by router, skip the rest", ["tagger"]),
     ("trusted reject", 250, None, ["tagger", "last"]),  # whitelist: router bypassed
     ("tempfail", 451, "4.7.1 Try again later (router)", None),
     ("reject", 550, "5.7.1 Rejected by router\n5.7.1 Subject says reject", None),
@@ -211,17 +211,25 @@ def test_recipients_added_and_removed_by_the_filter_show_in_delivery(world):
     assert world.delivered("carol", removed, timeout=2) is None
 
 
-def test_the_filter_runs_as_the_pool_user_and_cannot_see_the_spool(world, users):
+def test_the_filter_runs_as_the_pool_user_on_this_message(world, users):
+    # That this user cannot open any other file in the spool: test_courierfilter.py (here the
+    # pool runs outside Courier's namespace and does not see its spool at all).
     sent = world.send(f"{time.monotonic_ns()} whoami")
     uid = users["mtapy-t1"].pw_uid
-    assert sent.data == (250, f"uid={uid} spool closed sender=sender@example.net"), sent
+    assert sent.data == (250, f"uid={uid} read=True sender=sender@example.net"), \
+        (sent, world.daemon.log()[-3000:])
 
 
-def test_an_8bit_sender_reaches_the_filter_decoded(world):
+def test_an_8bit_sender_reaches_the_filter_decoded(world, users):
     sender = "jörg@example.net"
-    s = world.courier.send(sender, [ALICE], mail(f"{time.monotonic_ns()} whoami"))
-    assert s.mail[0] == 250, s
-    assert s.data[0] == 250 and s.data[1].endswith(f"sender={sender}"), s
+    with smtplib.SMTP("127.0.0.1", world.courier.port, timeout=30) as s:
+        s.ehlo("client.test")
+        assert s.has_extn("smtputf8")
+        assert s.mail(sender, ["SMTPUTF8"])[0] == 250
+        assert s.rcpt(ALICE)[0] == 250
+        code, text = s.data(mail(f"{time.monotonic_ns()} whoami").replace(b"\n", b"\r\n"))
+    uid = users["mtapy-t1"].pw_uid
+    assert (code, text.decode()) == (250, f"uid={uid} read=True sender={sender}")
 
 
 def test_a_50_mb_message_passes(world):
@@ -235,7 +243,9 @@ def test_a_50_mb_message_passes(world):
 def test_greylisting_is_one_state_across_the_pools_workers(world):
     subject = "grey"
     recipient = BOB
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    # Three sessions at a time: Courier's esmtpd allows five per client address (MAXPERIP),
+    # and a session closed a moment ago may still count.
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
         codes = list(pool.map(lambda i: world.send(f"{i} grey", recipients=(recipient,)).data[0],
                               range(8)))
     assert sorted(codes) == [250] * 7 + [451], codes  # first contact only, whichever worker
@@ -247,7 +257,7 @@ def test_a_crashed_or_hung_filter_gives_4xx_and_the_next_message_passes(world, w
     started = time.monotonic()
     sent = world.send(f"{time.monotonic_ns()} {word}")
     assert sent.data[0] == 451 and "temporarily unavailable" in sent.data[1], sent
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 20
     assert wait_for(world.daemon.ready)
     after = f"{time.monotonic_ns()} pass"
     assert world.send(after).data[0] == 250
@@ -285,7 +295,7 @@ def test_one_pool_serves_exim_and_courier_at_once(world, stage):
             by_courier = pool.submit(world.send, subject)
             exim_replies, courier_reply = by_exim.result(), by_courier.result()
         assert exim_replies["rcpt"][0][0] == 250 and exim_replies["rcpt"][1][0] == 550, \
-            exim_replies
+            (exim_replies, exim.mainlog()[-1500:])
         assert courier_reply.data[0] == 250 and world.delivered("alice", subject)
     finally:
         exim.stop()
