@@ -18,15 +18,14 @@ SEE ALSO     README.md (what Courier needs and why), stage-courier.sh, courier_n
              test_courier_harness.py (a filter written from the protocol, and how to use this)
 """
 
+import grp
 import os
 import pathlib
 import pwd
-import grp
 import shutil
 import smtplib
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
