@@ -45,8 +45,13 @@ void acceptLoop(int listening, const shim::Settings* settings) {
     int fd = accept4(listening, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd >= 0) {
       serveSubmission(fd, client, *settings);
-    } else if (stopping.load() || (errno != EINTR && errno != ECONNABORTED)) {
-      return;  // shut down (EINVAL), or a broken socket: stop this thread
+    } else if (stopping.load() || errno == EINVAL || errno == EBADF) {
+      return;  // shut down
+    } else if (errno != EINTR && errno != ECONNABORTED) {
+      // Out of descriptors or memory: submit waits in the backlog; try again shortly rather
+      // than lose this thread for good.
+      fprintf(stderr, "mtapy-courierfilter: accept: %s\n", strerror(errno));
+      usleep(100000);
     }
   }
 }
@@ -81,8 +86,12 @@ int run(const std::string& name) {
   if (fstat(3, &ready) == 0) close(3);  // courierfilter start waits for this
   fprintf(stderr, "mtapy-courierfilter: %s ready on %s\n", name.c_str(), socket.path.c_str());
 
-  char ignored[64];  // courierfilter writes nothing; stdin only ends
-  while (read(0, ignored, sizeof ignored) != 0 && (errno == EINTR || errno == 0)) errno = 0;
+  char ignored[64];  // courierfilter writes nothing; stdin only ends (EOF, or an error)
+  for (;;) {
+    ssize_t n = read(0, ignored, sizeof ignored);
+    if (n > 0 || (n < 0 && errno == EINTR)) continue;
+    break;
+  }
   unlink(socket.path.c_str());
   drainBacklog(socket.fd, settings.timeoutMs + 2000);
   stopping = true;

@@ -219,3 +219,14 @@ def test_a_large_message_passes_without_the_daemon_copying_it(courier_pool, star
     status = open(f"/proc/{daemon.process.pid}/status").read()
     peak_kb = int(status.split("VmHWM:")[1].split()[0])
     assert peak_kb < 40_000, f"the daemon's peak RSS was {peak_kb} kB"
+
+
+def test_bytes_on_stdin_do_not_stop_the_filter(courier_pool, start_filter):
+    # courierfilter(8): a filter ignores what it reads on stdin and stops only at EOF.
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    os.write(courier._stdin, b"anything\n")
+    time.sleep(0.3)
+    assert courier.process.poll() is None
+    data, ctl = courier.message(message("hello"))
+    assert courier.submit(data, ctl) == "200 Ok\n"
