@@ -191,7 +191,7 @@ def do_filter(body_path, control_paths, fds):
             raise LookupError(f"this pool serves no Courier filter: give it filters = [...] or "
                               f"pythonfilter_conf in workerd.toml, or define do_filter() in "
                               f"{_policy.__file__}")
-        with passed_files.serving(zip([body_path, *control_paths], fds)):
+        with passed_files.serving([body_path, *control_paths], fds):
             reply = _chain.run(body_path, control_paths)
         return VALUE, reply.encode("utf-8", "surrogateescape"), ""
     except BaseException:

@@ -18,10 +18,9 @@ SEE ALSO     mtapy/_worker.py (do_filter), shim/courier/ (the other end)
 """
 
 import builtins
-import contextlib
 import io
 import os
-from typing import Dict, Iterable, Iterator, Tuple
+from typing import Dict, Iterable
 
 _open = io.open
 _passed: Dict[str, int] = {}  # absolute path -> descriptor, during one call only
@@ -128,13 +127,21 @@ def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None,
     return _open(file, mode, buffering, encoding, errors, newline, closefd, opener)
 
 
-@contextlib.contextmanager
-def serving(files: Iterable[Tuple[str, int]]) -> Iterator[None]:
-    """While active, open(path) of each (path, descriptor) uses that descriptor."""
-    _passed.update((os.path.abspath(path), fd) for path, fd in files)
-    try:
-        yield
-    finally:
+class serving:
+    """`with serving(paths, fds):` open() of each (absolute) path uses its descriptor.
+
+    A class, not a generator: this runs for every message, and costs a third as much.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, paths: Iterable[str], fds: Iterable[int]):
+        _passed.update(zip(map(os.path.normpath, paths), fds))
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info) -> None:
         _passed.clear()
 
 

@@ -51,8 +51,10 @@ MODULES = {
             return "200 Ok" if b" trusted " in subject else ""
     """,
     "router.py": """
-        import os, time
+        import os, pathlib, time
         from courier import control, ttldb
+
+        SHARED = "@SHARED@"  # a folder of the test's, seen by the pool and by Courier
 
         greylist = ttldb.TtlDb("greylist", 600, 60)
 
@@ -82,6 +84,17 @@ MODULES = {
                     size = len(body.read())
                 sender = control.get_sender(control_paths)
                 return f"050 uid={os.getuid()} read={size > 0} sender={sender}"
+            if word == "isolation":  # hold the message while the test probes the spool
+                with open(body_path, "rb") as body:
+                    body.read()
+                shared = pathlib.Path(SHARED)
+                (shared / "paths.new").write_text("\\n".join([body_path, *control_paths]))
+                os.replace(shared / "paths.new", shared / "paths")  # whole, when seen
+                for _ in range(400):
+                    if (shared / "go").exists():
+                        return ""
+                    time.sleep(0.01)
+                return "451 4.7.1 the test never probed the spool"
             if word == "grey":
                 key = control.get_sender(control_paths) + "/" + \\
                     control.get_recipients(control_paths)[0]
@@ -124,7 +137,11 @@ class World:
     def __init__(self, stage):
         folder = stage / "policies" / "courier-mail"
         folder.mkdir(mode=0o755)
+        self.shared = stage / "run" / "courier-mail-shared"
+        self.shared.mkdir(mode=0o777, parents=True)
+        self.shared.chmod(0o777)
         for name, source in MODULES.items():
+            source = source.replace("@SHARED@", str(self.shared))
             (folder / name).write_text(textwrap.dedent(source))
         shutil.copy(HERE.parent / "exim" / "exim_test_policy.py", folder)
         for path in folder.iterdir():
@@ -212,12 +229,35 @@ def test_recipients_added_and_removed_by_the_filter_show_in_delivery(world):
 
 
 def test_the_filter_runs_as_the_pool_user_on_this_message(world, users):
-    # That this user cannot open any other file in the spool: test_courierfilter.py (here the
-    # pool runs outside Courier's namespace and does not see its spool at all).
+    # That this user cannot open the spool itself: the test after this one.
     sent = world.send(f"{time.monotonic_ns()} whoami")
     uid = users["mtapy-t1"].pw_uid
     assert sent.data == (250, f"uid={uid} read=True sender=sender@example.net"), \
         (sent, world.daemon.log()[-3000:])
+
+
+def test_the_pool_user_cannot_open_the_spool_while_its_filter_holds_the_message(world, users):
+    # The filter (as the pool user) has read the body through its descriptor and holds the
+    # message; the same uid, in Courier's own view of the spool, tries to open the files.
+    subject = f"{time.monotonic_ns()} isolation"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(world.send, subject)
+        assert wait_for(lambda: (world.shared / "paths").exists(), 5), world.daemon.log()[-2000:]
+        paths = (world.shared / "paths").read_text().split("\n")
+        probe = ("import sys\nfor p in sys.argv[1:]:\n"
+                 "    try: open(p, 'rb').close(); print('opened', p)\n"
+                 "    except OSError as e: print(type(e).__name__, p)\n")
+        uid = users["mtapy-t1"].pw_uid
+        as_pool = world.courier.run(["/usr/bin/python3", "-c", probe, *paths],
+                                    user=uid).stdout.decode().splitlines()
+        as_courier = world.courier.run(["/usr/bin/python3", "-c", probe, *paths],
+                                       user=COURIER_UID).stdout.decode().splitlines()
+        (world.shared / "go").touch()
+        sent = sending.result()
+    assert as_courier == [f"opened {p}" for p in paths]  # the files are there, and readable
+    assert as_pool == [f"PermissionError {p}" for p in paths]
+    assert sent.data[0] == 250, sent
+    assert world.delivered("alice", subject)
 
 
 def test_an_8bit_sender_reaches_the_filter_decoded(world, users):
