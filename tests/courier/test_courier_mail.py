@@ -1,10 +1,10 @@
 """Mail through real Courier 1.0.16, mtapy-courierfilter and a pool, delivered into maildirs.
 
-What a Courier administrator relies on, end to end: SMTP in, the pool's filter chain (three
-modules and a `for` bypass, courier-pythonfilter's API), the SMTP reply and the delivery
+What a Courier administrator relies on, end to end: SMTP in, the pool's filter chain (its
+modules and `for` bypasses, courier-pythonfilter's API), the SMTP reply and the delivery
 each kind of answer gives, edits of the message and its recipients, privilege separation, a
-large message, one greylisting state across the pool's workers, a 4xx with nothing lost for
-each failure, and one pool serving Exim and Courier at once. Courier: courier_harness.py.
+large message, one greylisting state and one ratelimit count across the pool's workers, a
+4xx with nothing lost for each failure, and one pool serving Exim and Courier at once. Courier: courier_harness.py.
 """
 
 import concurrent.futures
@@ -24,13 +24,33 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "exim"))
 from exim_harness import DOMAIN, Exim, main_config, send  # noqa: E402  (tests/exim is not a package)
 
+RATE_LIMIT = 10  # messages per client IP and minute, for the bundled ratelimit
 ALICE, BOB, CAROL = (f"{u}@{ME}" for u in ("alice", "bob", "carol"))
-FILTERS = ["tagger", "whitelist for router", "router", "last"]
+FILTERS = ["tagger", "whitelist for router", "counted for ratelimit", "ratelimit", "router",
+           "last"]
 
 MODULES = {
     "policy.py": """
         '''The pool's policy: Exim's functions here; Courier runs the chain in workerd.toml.'''
         from exim_test_policy import *  # noqa: F401,F403
+        from courier import config
+
+        # The test's settings for the bundled ratelimit, not the host's /etc.
+        config.MODULE_CONFIG_PATHS = ["@SHARED@/pythonfilter-modules.conf"]
+    """,
+    "counted.py": """
+        import os
+
+        def do_filter(body_path, control_paths):
+            # Only mail whose Subject ends in "counted" meets ratelimit: a 2xx bypasses it.
+            with open(body_path, "rb") as body:
+                counted = any(line.startswith(b"Subject: ") and line.rstrip().endswith(b" counted")
+                              for line in body)
+            if not counted:
+                return "200 Ok"
+            with open("@SHARED@/counted-by", "a") as pids:
+                pids.write(f"{os.getpid()}\\n")
+            return ""
     """,
     "tagger.py": """
         import sys
@@ -140,6 +160,9 @@ class World:
         self.shared = stage / "run" / "courier-mail-shared"
         self.shared.mkdir(mode=0o777, parents=True)
         self.shared.chmod(0o777)
+        (self.shared / "pythonfilter-modules.conf").write_text(
+            f"[ratelimit.py]\nmax_connections = {RATE_LIMIT}\ninterval = 1\n")
+        (self.shared / "pythonfilter-modules.conf").chmod(0o644)
         for name, source in MODULES.items():
             source = source.replace("@SHARED@", str(self.shared))
             (folder / name).write_text(textwrap.dedent(source))
@@ -290,6 +313,21 @@ def test_greylisting_is_one_state_across_the_pools_workers(world):
                               range(8)))
     assert sorted(codes) == [250] * 7 + [451], codes  # first contact only, whichever worker
     assert world.send(subject, recipients=(recipient,)).data[0] == 250
+
+
+def test_the_bundled_ratelimit_is_one_count_across_the_pools_workers(world):
+    if time.time() % 60 > 45:  # one minute's window: exact, but at the instant it turns
+        time.sleep(60.1 - time.time() % 60)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        subjects = [f"{i} {time.monotonic_ns()} counted" for i in range(RATE_LIMIT + 3)]
+        replies = list(pool.map(world.send, subjects))
+    codes = [sent.data[0] for sent in replies]
+    assert sorted(codes) == [250] * RATE_LIMIT + [421] * 3, replies
+    assert all("Too many messages from" in s.data[1] for s in replies if s.data[0] == 421)
+    served_by = set((world.shared / "counted-by").read_text().split())
+    assert len(served_by) > 1, "every message went to one worker: the test proves nothing"
+    passed = [subject for subject, s in zip(subjects, replies) if s.data[0] == 250]
+    assert all(world.delivered("alice", subject) for subject in passed)
 
 
 @pytest.mark.parametrize("word", ["crash", "hang"])
