@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -108,7 +109,7 @@ def test_concurrent_processes_count_exactly(store):
 def _hold_the_write_lock(path, ready):
     import lmdb
 
-    env = lmdb.open(path, map_size=1 << 24)
+    env = lmdb.open(path, map_size=1 << 24, writemap=True)  # as mtapy.state opens it
     txn = env.begin(write=True)
     txn.put(b"half", b"written")
     ready.set()
@@ -147,3 +148,37 @@ def test_a_ttl_is_set_when_the_key_is_made_and_never_reset_even_at_zero(store):
     state.set("tiny-set", "x", ttl=0.0004)
     time.sleep(0.05)
     assert state.get("tiny") is None and state.get("tiny-set") is None
+
+
+FILL_THE_DISK = """
+import sys
+from mtapy import state
+state.configure("lmdb://" + sys.argv[1], "p")
+written = 0
+try:
+    while True:
+        state.set(f"k{written}", "x" * 4000)
+        written += 1
+except state.StateError as e:
+    print(f"{written} written, then: {e}")
+assert state.get("k0") == "x" * 4000  # what was written is still there
+"""
+
+
+def test_a_full_disk_is_a_state_error_and_never_a_crash(tmp_path):
+    # The store writes through a shared map, where a page the disk cannot hold would kill
+    # the worker with SIGBUS. A 40 MB tmpfs of its own (a private mount namespace) fills up.
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) to mount a small tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = 'mount -t tmpfs -o size=40m tmpfs "$1" && mkdir "$1/p" && exec "$2" -c "$3" "$1/p"'
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
+                        str(disk), "/usr/bin/python3", FILL_THE_DISK],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "MTAPY_STATE_MAP_MB": "64",
+                            "PYTHONPATH": str(pathlib.Path(state.__file__).parent.parent)})
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)  # -7 would be SIGBUS
+    written, error = r.stdout.split(" written, then: ")
+    assert int(written) > 1000  # it filled the disk first
+    assert "no room" in error and "free space there" in error
