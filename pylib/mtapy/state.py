@@ -196,48 +196,44 @@ class _Lmdb:
     Writes go straight into the shared map (LMDB's writemap): a commit is then no syscall
     at all, where LMDB's default writes each dirty page with pwrite (half the cost of a
     rate-limited call). In a map, a page the disk has no room for is a SIGBUS, not an error;
-    so the file's blocks are reserved (fallocate) ahead of what LMDB may touch next, and a
-    full disk is a StateError of the reservation, before anything is written.
+    so the whole map's blocks are reserved (fallocate) when the store is opened, and a full
+    disk is a StateError then. A full map is a StateError of the write that needs more.
     """
 
     SWEEP_EVERY = 256  # writes between two sweeps of a few expired records
     SWEEP_RECORDS = 64
-    RESERVE = 16 << 20  # bytes kept reserved past LMDB's last page: many writes' worth
 
     def __init__(self, path: str):
         import lmdb  # only in pools that use it: it costs an idle worker memory
 
         self._lmdb = lmdb
-        size = int(os.environ.get("MTAPY_STATE_MAP_MB", "256")) << 20
+        # ~500,000 short keys (counters, windows, greylist entries); all of it on disk.
+        size = int(os.environ.get("MTAPY_STATE_MAP_MB", "64")) << 20
         try:
             # sync=False: no fsync per write (a process crash loses nothing; see above).
             self._env = lmdb.open(path, map_size=size, sync=False, metasync=False,
                                   readahead=False, max_readers=1024, writemap=True)
             self._env.reader_check()  # slots of readers that died
-            self._file = os.open(os.path.join(path, "data.mdb"), os.O_RDWR | os.O_CLOEXEC)
-        except (lmdb.Error, OSError) as e:
+        except lmdb.Error as e:
             raise StateError(f"cannot open the pool's state in {path}: {e}") from None
-        self._map_size, self._page = size, self._env.stat()["psize"]
-        self._reserved = 0  # bytes of the file this process knows to be allocated
+        self._reserve(os.path.join(path, "data.mdb"), size)
         self._writes = 0
         self._sweep_from = b""
 
-    def _reserve(self, size):
-        """Make sure the disk holds the file's next RESERVE + size bytes (see the class)."""
-        want = min(self._map_size,
-                   (self._env.info()["last_pgno"] + 1) * self._page + self.RESERVE + size)
-        if want <= self._reserved:
-            return
+    def _reserve(self, file, size):
+        """Allocate the map's disk blocks now (see the class); quick once they are."""
         try:
-            os.posix_fallocate(self._file, 0, want)  # what another worker reserved costs nothing
+            fd = os.open(file, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
         except OSError as e:
-            raise StateError(f"the disk holding the pool's state has no room ({e.strerror}): "
-                             f"free space there") from None
-        self._reserved = want
+            self._env.close()
+            raise StateError(f"the disk holding the pool's state has no room for its {size >> 20}"
+                             f" MB ({e.strerror}): free space there") from None
 
-    def _write(self, change, size=0):
-        """Run change(txn, now) in a write transaction; `size`: bytes it may add."""
-        self._reserve(size)
+    def _write(self, change):
         try:
             with self._env.begin(write=True) as txn:
                 result = change(txn, time.time())
@@ -303,7 +299,7 @@ class _Lmdb:
                 return False
             txn.put(key, self._record(now + ttl if ttl else 0.0, body))
             return True
-        return self._write(change, size=2 * (len(key) + len(body)))  # old and new, until freed
+        return self._write(change)
 
     def delete(self, key):
         return self._write(lambda txn, now: self._live(txn.get(key), now)[0] is not None

@@ -151,9 +151,18 @@ def test_a_ttl_is_set_when_the_key_is_made_and_never_reset_even_at_zero(store):
 
 
 FILL_THE_DISK = """
-import sys
+import os, sys
 from mtapy import state
-state.configure("lmdb://" + sys.argv[1], "p")
+disk = sys.argv[1]
+os.mkdir(disk + "/p")
+state.configure("lmdb://" + disk + "/p", "p")
+state.set("first", "x")  # opened: its map's blocks are the pool's now
+with open(disk + "/filler", "wb", buffering=0) as filler:  # then the disk fills up
+    try:
+        while True:
+            filler.write(bytes(1 << 20))
+    except OSError:
+        pass
 written = 0
 try:
     while True:
@@ -161,7 +170,14 @@ try:
         written += 1
 except state.StateError as e:
     print(f"{written} written, then: {e}")
-assert state.get("k0") == "x" * 4000  # what was written is still there
+assert state.get("k0") == "x" * 4000 and state.get("first") == "x"  # nothing lost
+os.truncate(disk + "/filler", os.path.getsize(disk + "/filler") - (1 << 20))
+os.mkdir(disk + "/q")  # a new store, with room for its files but not for its map
+state.configure("lmdb://" + disk + "/q", "q")
+try:
+    state.incr("n")
+except state.StateError as e:
+    print(f"another store: {e}")
 """
 
 
@@ -172,13 +188,14 @@ def test_a_full_disk_is_a_state_error_and_never_a_crash(tmp_path):
         pytest.skip("needs root and unshare(1) to mount a small tmpfs")
     disk = tmp_path / "disk"
     disk.mkdir()
-    script = 'mount -t tmpfs -o size=40m tmpfs "$1" && mkdir "$1/p" && exec "$2" -c "$3" "$1/p"'
+    script = 'mount -t tmpfs -o size=40m tmpfs "$1" && exec "$2" -c "$3" "$1"'
     r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
                         str(disk), "/usr/bin/python3", FILL_THE_DISK],
                        capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "MTAPY_STATE_MAP_MB": "64",
+                       env={**os.environ, "MTAPY_STATE_MAP_MB": "16",
                             "PYTHONPATH": str(pathlib.Path(state.__file__).parent.parent)})
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)  # -7 would be SIGBUS
-    written, error = r.stdout.split(" written, then: ")
-    assert int(written) > 1000  # it filled the disk first
-    assert "no room" in error and "free space there" in error
+    full, refused = r.stdout.splitlines()
+    written, error = full.split(" written, then: ")
+    assert int(written) > 1000 and "the pool's state is full" in error  # all 16 MB usable
+    assert "no room for its 16 MB" in refused and "free space there" in refused
