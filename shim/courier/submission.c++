@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -31,6 +32,25 @@ struct Request {
   std::string dataPath;
   std::vector<std::string> controlPaths;
 };
+
+// PATH without "." and empty components, ".." taken lexically: the worker's open() matches
+// the filters' paths against these exact strings (pylib/mtapy/passed_files.py).
+std::string normalized(const std::string& path) {
+  std::vector<std::string> parts;
+  for (size_t at = 0; at <= path.size();) {
+    size_t end = std::min(path.find('/', at), path.size());
+    std::string part = path.substr(at, end - at);
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    at = end + 1;
+  }
+  std::string out;
+  for (const std::string& part : parts) out += "/" + part;
+  return out.empty() ? "/" : out;
+}
 
 // Read submit's lines up to the empty one; false if it hung up first (then nobody waits).
 bool readRequest(int fd, Request& out) {
@@ -59,7 +79,7 @@ bool readRequest(int fd, Request& out) {
     std::string path = text.substr(at, next - at);
     // Courier writes absolute paths; relative ones are under its tmp/ (courierfilter(8)).
     if (path[0] != '/') path = localStateDir() + "/tmp/" + path;
-    lines.push_back(path);
+    lines.push_back(normalized(path));
     at = next + 1;
   }
   if (lines.size() < 2) wire::fail("request names no control file");

@@ -47,6 +47,9 @@ POLICY = """
             edit.submit()
             control.add_recipient(control_paths, "added@example.org")
             control.del_recipient(control_paths, "someone@example.com")
+        if b"Subject: tidy" in text:  # a filter that tidies its paths first
+            with open(os.path.abspath(body_path), "rb") as tidied:
+                return f"200 read {len(tidied.read())} bytes"
         if b"Subject: whoami" in text:
             return f"200 uid {os.getuid()} sender {control.get_sender(control_paths)}"
         return ""
@@ -230,3 +233,17 @@ def test_bytes_on_stdin_do_not_stop_the_filter(courier_pool, start_filter):
     assert courier.process.poll() is None
     data, ctl = courier.message(message("hello"))
     assert courier.submit(data, ctl) == "200 Ok\n"
+
+
+def test_paths_written_the_long_way_still_reach_their_files(courier_pool, start_filter, users):
+    # submit may write "//", "." and ".."; filters open the paths as given, or tidied.
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    data, ctl = courier.message(message("whoami"), name="long")
+    long_data = f"{data.parent}//./{data.name}"
+    long_ctl = f"{data.parent}/../{data.parent.name}/{ctl.name}"
+    uid = users["mtapy-t1"].pw_uid
+    assert courier.submit(long_data, long_ctl) == f"200 uid {uid} sender sender@example.net\n"
+    data, ctl = courier.message(message("tidy"), name="tidy")
+    assert courier.submit(f"{data.parent}/./{data.name}", ctl) == \
+        f"200 read {len(data.read_bytes())} bytes\n"
