@@ -23,6 +23,8 @@ import os
 from typing import Dict, Iterable
 
 _open = io.open
+# A message is read whole, or line by line: in big pieces, as each piece is a Python call.
+_BUFFER_SIZE = 64 * 1024
 _passed: Dict[str, int] = {}  # absolute path -> descriptor, during one call only
 
 
@@ -58,6 +60,17 @@ class _PassedFile(io.RawIOBase):
         count = os.preadv(self._fd, [buffer], self._position)
         self._position += count
         return count
+
+    def readall(self) -> bytes:
+        """The rest of the file in one pread (read() and email's parsers come here)."""
+        if not self._reads:
+            raise io.UnsupportedOperation("not readable")
+        chunks = []
+        while chunk := os.pread(self._fd, max(os.fstat(self._fd).st_size - self._position,
+                                              io.DEFAULT_BUFFER_SIZE), self._position):
+            chunks.append(chunk)
+            self._position += len(chunk)
+        return b"".join(chunks)
 
     def write(self, data) -> int:
         if not self._writes:
@@ -102,7 +115,7 @@ def _open_passed(fd: int, name: str, mode: str, buffering: int, encoding, errors
         if "b" not in mode:
             raise ValueError("can't have unbuffered text I/O")
         return raw
-    size = buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE
+    size = buffering if buffering > 1 else _BUFFER_SIZE
     if "+" in mode:
         buffered = io.BufferedRandom(raw, size)
     elif raw.readable():

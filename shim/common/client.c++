@@ -15,13 +15,6 @@ namespace {
 // The daemon answers a timed-out call itself, with a better message, if we wait this long more.
 constexpr unsigned kDaemonMarginMs = 1000;
 
-// What every call puts into its request besides the call itself.
-void stamp(proto::Request::Builder request, uint64_t id, const Settings& s) {
-  request.setId(id);
-  if (!s.pool.empty()) request.setPool(s.pool);
-  request.setTimeoutMs(s.timeoutMs);
-}
-
 // Whether `answer` answers the request `id` (and not an earlier one).
 bool answers(const wire::Datagram& answer, uint64_t id) {
   auto reader = answer.reader();
@@ -29,6 +22,12 @@ bool answers(const wire::Datagram& answer, uint64_t id) {
 }
 
 }  // namespace
+
+void stamp(proto::Request::Builder request, uint64_t id, const Settings& s) {
+  request.setId(id);
+  if (!s.pool.empty()) request.setPool(s.pool);
+  request.setTimeoutMs(s.timeoutMs);
+}
 
 Client::~Client() { disconnect(); }
 
@@ -38,6 +37,11 @@ void Client::disconnect() {
 }
 
 void Client::connect(const Settings& s) {
+  fd_ = connectToPool(s);
+  owner_ = getpid();
+}
+
+int connectToPool(const Settings& s) {
   std::string path = poolSocket(s);
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) wire::fail(std::string("socket: ") + strerror(errno));
@@ -66,8 +70,7 @@ void Client::connect(const Settings& s) {
                           " a client of exactly one pool? else set pool = in shim.conf)"
                     : " (is it running? systemctl status mtapy-workerd)"));
   }
-  fd_ = fd;
-  owner_ = getpid();
+  return fd;
 }
 
 wire::Datagram Client::call(capnp::MallocMessageBuilder& message, kj::ArrayPtr<const int> fds,

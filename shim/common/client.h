@@ -6,8 +6,9 @@
 //              forked child (getpid() differs) without touching the parent's. No threads, no
 //              signal handlers, no change to signal dispositions: non-blocking I/O with
 //              MSG_NOSIGNAL, every wait bounded by the settings' timeout.
-//              A Client is one conversation: a program with several calls in flight at once
-//              (mtapy-courierfilter) gives each of its threads a Client of its own.
+//              A Client is one conversation, one call at a time; a program with many calls in
+//              flight (mtapy-courierfilter) keeps its own socket from connectToPool() and
+//              matches answers to calls by their id.
 // DIAGNOSTICS  Transport problems throw kj::Exception with a message fit for the MTA's log.
 // SEE ALSO     settings.h, proto/datagram.h, proto/policy.capnp
 #pragma once
@@ -42,6 +43,13 @@ class Client {
   pid_t owner_ = 0;  // the process that connected
   uint64_t nextId_ = 1;
 };
+
+// A new datagram socket connected to the settings' pool (non-blocking, close-on-exec).
+// Throws with what the admin should check: the daemon down, no such pool, uid not a client.
+int connectToPool(const Settings& settings);
+
+// What every call puts into its request besides the call itself: its id, pool and timeout.
+void stamp(proto::Request::Builder request, uint64_t id, const Settings& settings);
 
 // The MTA process's own Client, with shim.conf's settings: send `request` with `fd` attached
 // unless it is -1, and return the pool's Response.

@@ -6,7 +6,9 @@ the pool's user cannot open the spool, a 4xx (never a lost or accepted message) 
 failure, several messages at once, and a clean stop. Real Courier: test_courier_mail.py.
 """
 
+import concurrent.futures
 import os
+import socket
 import threading
 import time
 
@@ -14,6 +16,8 @@ import pytest
 
 from conftest import BUILD, pool_toml, wait_for, write_policy
 from fake_submit import FilterProgram, default_control, message
+
+TEMPFAIL = "451 4.3.0 Mail filter temporarily unavailable, try again later\n"
 
 POLICY = """
     import os, sys, time
@@ -247,3 +251,54 @@ def test_paths_written_the_long_way_still_reach_their_files(courier_pool, start_
     data, ctl = courier.message(message("tidy"), name="tidy")
     assert courier.submit(f"{data.parent}/./{data.name}", ctl) == \
         f"200 read {len(data.read_bytes())} bytes\n"
+
+
+def test_a_burst_of_messages_each_gets_its_own_reply(courier_pool, start_filter):
+    # One event loop, one socket to the pool: answers must find their own message.
+    daemon = courier_pool(process_limit=4)
+    courier = start_filter(daemon)
+    cases = ["hello", "spam", "later", "skip"] * 25
+    files = [courier.message(message(subject), name=f"burst{i}") for i, subject in
+             enumerate(cases)]
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        replies = list(pool.map(lambda f: courier.submit(*f), files))
+    want = {"hello": "200 Ok\n", "later": "451 4.7.1 Try again later\n",
+            "spam": "550-5.7.1 Rejected by policy\n550 5.7.1 Subject contains spam\n",
+            "skip": "050 Accepted, skip the other filters\n"}
+    assert replies == [want[subject] for subject in cases]
+
+
+def test_an_overloaded_pool_gives_4xx_within_its_timeout_and_loses_nothing(courier_pool,
+                                                                           start_filter):
+    # One worker, room for one more call in its queue: the rest wait in the filter, then
+    # get a 4xx when the pool's timeout (1 s, and the daemon's margin) has passed.
+    daemon = courier_pool(process_limit=1, queue_limit=1, timeout="1s")
+    daemon.shim_conf.write_text(daemon.shim_conf.read_text().replace("timeout = 5s",
+                                                                     "timeout = 1s"))
+    courier = start_filter(daemon)
+    files = [courier.message(message("slow"), name=f"busy{i}") for i in range(8)]
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda f: courier.submit(*f), files))
+    assert time.monotonic() - started < 5
+    assert all(r in ("200 Ok\n", TEMPFAIL) for r in replies), replies
+    assert replies.count("200 Ok\n") >= 2 and replies.count(TEMPFAIL) >= 2, replies
+    assert "the pool's queue stayed full" in courier.output() or \
+        "timed out" in courier.output()
+    data, ctl = courier.message(message("hello"), name="after-busy")
+    assert courier.submit(data, ctl) == "200 Ok\n"
+
+
+def test_a_request_written_in_pieces_is_served(courier_pool, start_filter):
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    data, ctl = courier.message(message("hello"), name="pieces")
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(10)
+        conn.connect(str(courier.socket))
+        conn.sendall(f"{data}\n".encode())
+        time.sleep(0.2)
+        conn.sendall(f"{ctl}\n".encode())
+        time.sleep(0.2)
+        conn.sendall(b"\n")
+        assert conn.makefile("rb").read() == b"200 Ok\n"

@@ -293,7 +293,8 @@ class Exim:
             env=self.env(),
         )
         if not wait_for(lambda: listening(self.port) and self.pidfile.exists()):
-            raise RuntimeError(f"Exim did not start listening on {self.port}: {self.paniclog()}")
+            raise RuntimeError(f"Exim did not start listening on {self.port}: {self.paniclog()}"
+                               f"\nmainlog tail:\n{self.mainlog()[-1500:]}")
         self.pid = int(self.pidfile.read_text().split()[0])
         return self
 

@@ -1,0 +1,79 @@
+"""mtapy.passed_files: a Courier message's paths open through the descriptors passed in.
+
+The paths here name nothing on disk, as Courier's spool is out of the pool user's reach: only
+the descriptors reach the files.
+"""
+
+import builtins
+import io
+import os
+
+import pytest
+
+from mtapy import passed_files
+
+BODY = b"Subject: hello\n\n" + b"".join(b"line %d\n" % i for i in range(20000))  # ~150 KB
+DATA, CONTROL = "/spool/tmp/1/D1", "/spool/tmp/1/C1"
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    monkeypatch.setattr(builtins, "open", passed_files.open)
+    monkeypatch.setattr(io, "open", passed_files.open)
+    fds = []
+    for name, content in (("data", BODY), ("control", b"sa@example.net\n")):
+        (tmp_path / name).write_bytes(content)
+        fds.append(os.open(tmp_path / name, os.O_RDWR))
+    yield tmp_path, fds
+    for fd in fds:
+        os.close(fd)
+
+
+def test_reads_whole_and_by_line_each_with_a_position_of_its_own(files):
+    _, fds = files
+    with passed_files.serving([DATA, CONTROL], fds):
+        with open(DATA, "rb") as whole, open(DATA, "rb") as lines:
+            assert lines.readline() == b"Subject: hello\n"
+            assert whole.read() == BODY  # not moved by the other file object
+            assert lines.readline() == b"\n"
+            assert list(lines)[-1] == b"line 19999\n"
+        with open(DATA) as text:  # text mode too
+            assert text.read() == BODY.decode()
+        with open(CONTROL, "rb") as control:
+            assert control.read() == b"sa@example.net\n"
+
+
+def test_appends_and_rewrites_land_in_the_passed_files(files):
+    tmp_path, fds = files
+    with passed_files.serving([DATA, CONTROL], fds):
+        with open(CONTROL, "a") as control:
+            control.write("rb@example.com\n")
+        with open(DATA, "r+b") as body:
+            body.seek(9)
+            body.write(b"HELLO")
+        with open(DATA, "rb") as body:
+            assert body.read(14) == b"Subject: HELLO"
+        with open(DATA, "wb") as body:  # truncated, as a fresh open() for writing would
+            body.write(b"new\n")
+    assert (tmp_path / "control").read_bytes() == b"sa@example.net\nrb@example.com\n"
+    assert (tmp_path / "data").read_bytes() == b"new\n"
+
+
+def test_only_the_calls_paths_and_only_during_the_call(files):
+    tmp_path, fds = files
+    with passed_files.serving([DATA, CONTROL], fds):
+        assert open("/spool/tmp/1/./D1", "rb").read(7) == b"Subject"  # tidied, still found
+        with pytest.raises(FileNotFoundError):
+            open("/spool/tmp/1/D2", "rb")  # another message: opened as usual
+        assert open(tmp_path / "control", "rb").read() == b"sa@example.net\n"
+    with pytest.raises(FileNotFoundError):
+        open(DATA, "rb")  # the call is over
+
+
+def test_a_file_kept_past_its_call_keeps_its_own_descriptor(files):
+    _, fds = files
+    with passed_files.serving([DATA, CONTROL], fds):
+        kept = open(DATA, "rb")
+    assert kept.fileno() not in fds  # a dup: closing the passed descriptors spares it
+    assert kept.read(7) == b"Subject"
+    kept.close()
