@@ -305,16 +305,22 @@ class _Lmdb:
         return self._write(lambda txn, now: self._live(txn.get(key), now)[0] is not None
                            and txn.delete(key))
 
+    # A hit() record whole: expiry, tag, the window's start, its count (one unpack, one pack:
+    # this is the rate limiter's every call).
+    _HIT_RECORD = struct.Struct("<dcdq")
+
     def hit(self, key, window, now):
+        record = self._HIT_RECORD
+
         def change(txn, _):
-            body, _expiry = self._live(txn.get(key), now)
-            if body is None or body[:1] != _HIT:
-                started, count = now, 1
-            else:
-                started, count = struct.unpack("<dq", body[1:])
-                count += 1
-            txn.put(key, self._record(started + window, _HIT + struct.pack("<dq", started, count)))
-            return started, count
+            found = txn.get(key)
+            if found is not None and len(found) == record.size:
+                expiry, tag, started, count = record.unpack(found)
+                if tag == _HIT and expiry > now:
+                    txn.put(key, record.pack(expiry, _HIT, started, count + 1))
+                    return started, count + 1
+            txn.put(key, record.pack(now + window, _HIT, now, 1))
+            return now, 1
         return self._write(change)
 
     def peek_hit(self, key, now):

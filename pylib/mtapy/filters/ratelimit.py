@@ -65,15 +65,18 @@ class RateLimit:
             return self._given[name]
         return getattr(sys.modules[__name__], name.upper())
 
-    def _key(self, key: str) -> str:
-        return f"ratelimit:{self.setting('name')}:{key or '<>'}"
+    def _key(self, key: str, name=None) -> str:
+        return f"ratelimit:{name or self.setting('name')}:{key or '<>'}"
 
     def over(self, key: str) -> bool:
         """Count a call for `key`; True once it is past COUNT in this window."""
-        hit = state.hit(self._key(key), int(self.setting("count")),
-                        float(self.setting("window")))
-        if hit.passed and state.add(f"{self._key(key)}:alerted:{hit.started!r}",
-                                    ttl=float(self.setting("window"))):
+        # setting() for the three, read directly: this runs for every RCPT.
+        given = self._given
+        name = given.get("name", NAME)
+        window = float(given.get("window", WINDOW))
+        stored = self._key(key, name)
+        hit = state.hit(stored, int(given.get("count", COUNT)), window)
+        if hit.passed and state.add(f"{stored}:alerted:{hit.started!r}", ttl=window):
             self._alert(key or "<>", hit)
         return hit.passed
 
