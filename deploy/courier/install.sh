@@ -19,5 +19,13 @@ for f in policy.py pythonfilter.conf spamsubject.py whitelist_relayclients.py; d
 done
 # mtapy-courierfilter reads the daemon's socket_dir (and pool, timeout) from shim.conf.
 [ -e /etc/mtapy/shim.conf ] || install -m 0644 "$here/../shim.conf" /etc/mtapy/shim.conf
-filterctl start mtapy
-echo "mtapy is Courier's filter; its log lines go to syslog (courierfilter:)"
+if [ -L /etc/courier/filters/active/mtapy ]; then
+  # filterctl start would fail; restarting filters here would let mail pass unfiltered while
+  # they start, so that is left to the admin.
+  echo "mtapy was already Courier's filter: it runs the new program after" \
+       "'courierfilter stop; courierfilter start' (at a quiet time: mail arriving meanwhile" \
+       "may pass unfiltered)"
+else
+  filterctl start mtapy
+  echo "mtapy is Courier's filter; its log lines go to syslog (courierfilter:)"
+fi
