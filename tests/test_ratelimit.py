@@ -83,8 +83,6 @@ def test_two_exims_sharing_a_pool_count_exactly_and_alert_once(make_daemon, stag
     (exim_dir_a / "log").chmod(0o755)
     (exim_dir_a / "log" / "mainlog").touch(mode=0o644)
     os.chown(exim_dir_a / "log" / "mainlog", *[os.stat(exim_dir_a / "log").st_uid] * 2)
-    exim_a.start()
-    exim_b.start()
     lock = threading.Lock()
 
     def burst(sender):
@@ -108,6 +106,8 @@ def test_two_exims_sharing_a_pool_count_exactly_and_alert_once(make_daemon, stag
         return replies
 
     try:
+        exim_a.start()
+        exim_b.start()
         for sender in ("bulk@client.test", "again@client.test", "third@client.test"):
             replies = burst(sender)  # exact every time, not by luck once
             assert len(replies) == 130

@@ -293,6 +293,9 @@ class Exim:
             env=self.env(),
         )
         if not wait_for(lambda: listening(self.port) and self.pidfile.exists()):
+            if self.pidfile.exists():  # up but not listening: it must not outlive the test
+                self.pid = int(self.pidfile.read_text().split()[0])
+                self.stop()
             raise RuntimeError(f"Exim did not start listening on {self.port}: {self.paniclog()}"
                                f"\nmainlog tail:\n{self.mainlog()[-1500:]}")
         self.pid = int(self.pidfile.read_text().split()[0])
