@@ -19,6 +19,7 @@ namespace {
 constexpr uint32_t kSpilled[2] = {0xFFFFFFFF, 0x4C4C4950};  // "PILL"
 
 constexpr char kQueueFull[] = "the pool's queue is full";
+constexpr char kPeerGone[] = "the pool's socket is gone";
 
 // A sealed memfd holding `bytes`, for a message too large for one datagram.
 kj::AutoCloseFd spill(kj::ArrayPtr<const kj::byte> bytes) {
@@ -66,6 +67,10 @@ bool wasQueueFull(const kj::Exception& e) {
   return e.getDescription().startsWith(kQueueFull);
 }
 
+bool wasPeerGone(const kj::Exception& e) {
+  return e.getDescription().startsWith(kPeerGone);
+}
+
 void sendDatagram(int sock, const Address* to, capnp::MessageBuilder& message,
                   kj::ArrayPtr<const int> fds, Deadline deadline) {
   kj::Array<capnp::word> flat = capnp::messageToFlatArray(message);
@@ -103,6 +108,10 @@ void sendDatagram(int sock, const Address* to, capnp::MessageBuilder& message,
   for (;;) {
     if (::sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return;
     if (errno == EINTR) continue;
+    if (errno == ECONNREFUSED || errno == ENOTCONN || errno == ECONNRESET || errno == EPIPE) {
+      fail(std::string(kPeerGone) + " (its daemon stopped or restarted): sendmsg: " +
+           strerror(errno));
+    }
     if (errno != EAGAIN) fail(std::string("sendmsg: ") + strerror(errno));
     // The receiving queue is full (every worker busy and queue_limit calls waiting).
     if (!ready(sock, POLLOUT, deadline)) {
@@ -112,8 +121,8 @@ void sendDatagram(int sock, const Address* to, capnp::MessageBuilder& message,
 }
 
 kj::Maybe<Datagram> receiveDatagram(int sock, Deadline deadline) {
-  // One buffer per thread: a thread receives one datagram at a time (a worker or an Exim
-  // process has one thread; mtapy-courierfilter one per message in flight).
+  // One buffer per thread: a thread receives one datagram at a time (workers, Exim processes
+  // and mtapy-courierfilter have one thread; mtapyctl's and tests' may have more).
   static thread_local kj::Array<capnp::word> buffer = kj::heapArray<capnp::word>(kInlineBytes / 8);
   Datagram got;
   for (;;) {

@@ -53,5 +53,7 @@ kj::Maybe<Datagram> receiveDatagram(int sock, Deadline deadline);
 
 // Whether a failed sendDatagram() found the receiver's queue full (the pool is overloaded).
 bool wasQueueFull(const kj::Exception& e);
+// Whether it found the connected peer gone (the daemon restarted: connect anew).
+bool wasPeerGone(const kj::Exception& e);
 
 }  // namespace mtapy::wire

@@ -1,4 +1,4 @@
-// client.c++ - a shim's socket to its pool: one per MTA process, or one per calling thread
+// client.c++ - a shim's socket to its pool: one per MTA process
 #include "client.h"
 
 #include <kj/debug.h>

@@ -1,4 +1,4 @@
-// client.h - a shim's socket to its pool: one per MTA process, or one per calling thread
+// client.h - a shim's socket to its pool: one per MTA process
 // DESCRIPTION  A datagram socket connected to the pool's call socket: each call is one datagram
 //              to the pool, taken by whichever worker is idle, and one answer back, straight
 //              from that worker (or from the daemon, when the worker died or overran). Made

@@ -8,8 +8,10 @@
 #include <kj/debug.h>
 
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -26,8 +28,22 @@ constexpr int64_t kRequestWaitMs = 30000;
 // The daemon answers a timed-out call itself, with a better message, if we wait this long more.
 constexpr int64_t kDaemonMarginMs = 1000;
 // Messages held at once (each holds its connection, and its files until sent); more wait in
-// the socket's backlog, as submit's connections always may.
-constexpr size_t kMaxMessages = 256;
+// the socket's backlog, as submit's connections always may. Fewer when descriptors are
+// short: a message needs kFilesPerMessage (one control file), and kSpareFiles stay free.
+constexpr size_t kMaxMessages = 256, kFilesPerMessage = 3, kSpareFiles = 16;
+
+size_t messagesThatFit() {
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) != 0) return kMaxMessages;
+  rlim_t want = std::min<rlim_t>(files.rlim_max, kSpareFiles + kMaxMessages * kFilesPerMessage);
+  if (files.rlim_cur < want) {  // courierfilter leaves the soft limit; the hard one is ours
+    files.rlim_cur = want;
+    setrlimit(RLIMIT_NOFILE, &files);
+    getrlimit(RLIMIT_NOFILE, &files);
+  }
+  size_t fit = files.rlim_cur > kSpareFiles ? (files.rlim_cur - kSpareFiles) / kFilesPerMessage : 0;
+  return std::clamp<size_t>(fit, 1, kMaxMessages);
+}
 // epoll tags; a message's connection is tagged with its key, which is also its call's id.
 constexpr uint64_t kListening = 0, kStdin = 1, kPool = 2, kFirstKey = 16;
 
@@ -46,9 +62,12 @@ struct Message {
 class Loop {
  public:
   Loop(int listening, const shim::Settings& settings)
-      : epoll_(epoll_create1(EPOLL_CLOEXEC)), listening_(listening), settings_(settings) {
+      : epoll_(epoll_create1(EPOLL_CLOEXEC)),
+        listening_(listening),
+        settings_(settings),
+        maxMessages_(messagesThatFit()) {
     if (epoll_.get() < 0) wire::fail(std::string("epoll_create1: ") + strerror(errno));
-    watch(listening_, EPOLLIN, kListening);
+    if (!watch(listening_, EPOLLIN, kListening)) wire::fail("cannot watch the filter socket");
     // courierfilter gives a pipe; anything else (/dev/null) ends at once, as a pipe's EOF.
     if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, 0, event(EPOLLIN, kStdin)) < 0) draining_ = true;
   }
@@ -56,7 +75,8 @@ class Loop {
   void run(const std::string& path) {
     if (draining_) unlink(path.c_str());
     for (;;) {
-      if (draining_ && messages_.empty() && acceptAll() == 0) return;
+      // Done when the backlog is seen empty with every message answered.
+      if (draining_ && messages_.empty() && acceptAll() && messages_.empty()) return;
       int timeout = -1;
       if (!deadlines_.empty()) {
         timeout = int(std::max<int64_t>(0, deadlines_.begin()->first - wire::deadlineIn(0)));
@@ -96,10 +116,11 @@ class Loop {
     return &scratch_;
   }
 
-  void watch(int fd, uint32_t events, uint64_t tag, int op = EPOLL_CTL_ADD) {
-    if (epoll_ctl(epoll_.get(), op, fd, event(events, tag)) < 0) {
-      wire::fail(std::string("epoll_ctl: ") + strerror(errno));
-    }
+  // False (and logged) if epoll refuses, out of memory: the caller gives up what needed it.
+  bool watch(int fd, uint32_t events, uint64_t tag, int op = EPOLL_CTL_ADD) {
+    if (epoll_ctl(epoll_.get(), op, fd, event(events, tag)) == 0) return true;
+    log(std::string("epoll_ctl: ") + strerror(errno));
+    return false;
   }
 
   static bool stdinEnded() {
@@ -108,35 +129,41 @@ class Loop {
     return n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN);
   }
 
-  // Take every pending connection there is room for; how many were taken.
-  unsigned acceptAll() {
-    unsigned taken = 0;
-    while (messages_.size() < kMaxMessages) {
+  // Take every pending connection there is room for; true if the backlog was seen empty.
+  bool acceptAll() {
+    while (messages_.size() < maxMessages_) {
       int fd = accept4(listening_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
-        if (errno != EAGAIN) {
-          // Out of descriptors or memory: submit waits in the backlog until a message ends.
-          log(std::string("accept: ") + strerror(errno));
-          if (messages_.empty()) usleep(100000);
+        if (errno == EAGAIN) return true;
+        // Out of descriptors or memory: submit waits in the backlog. Try again when a
+        // message ends and frees its descriptors, or, with none in flight, shortly.
+        if (!acceptFailing_) log(std::string("accept: ") + strerror(errno) + "; retrying");
+        acceptFailing_ = true;
+        if (messages_.empty()) {
+          usleep(100000);
+        } else {
+          pauseListening(true);
         }
-        return taken;
+        return false;
       }
-      taken++;
+      acceptFailing_ = false;
       uint64_t key = nextKey_++;
       Message& m = messages_[key];
       m.connection = kj::AutoCloseFd(fd);
       setDeadline(key, m, wire::deadlineIn(kRequestWaitMs));
       read(key);
     }
-    pauseListening(true);
-    return taken;
+    pauseListening(true);  // until a message ends
+    return false;
   }
 
   void pauseListening(bool pause) {
     if (pause == paused_) return;
     paused_ = pause;
-    watch(listening_, pause ? 0u : uint32_t(EPOLLIN), kListening, EPOLL_CTL_MOD);
+    if (!watch(listening_, pause ? 0u : uint32_t(EPOLLIN), kListening, EPOLL_CTL_MOD)) {
+      paused_ = !pause;
+    }
   }
 
   void read(uint64_t key) {
@@ -149,7 +176,9 @@ class Loop {
       if (n == 0) return forget(key);  // submit hung up: nobody waits for a reply
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) {
-        if (!m.watched) watch(m.connection.get(), EPOLLIN, key);
+        if (!m.watched && !watch(m.connection.get(), EPOLLIN, key)) {
+          return finish(key, kTempfail, "cannot wait for the rest of submit's request");
+        }
         m.watched = true;
         return;
       }
@@ -186,8 +215,10 @@ class Loop {
   // Whether the pool's socket is watched for room in its queue (EPOLLOUT).
   void waitForRoom(bool wait) {
     if (pool_ < 0 || wait == waitingForRoom_) return;
-    waitingForRoom_ = wait;
-    watch(pool_, wait ? EPOLLIN | EPOLLOUT : EPOLLIN, kPool, EPOLL_CTL_MOD);
+    // If epoll refuses, the queued calls get kTempfail at their deadline.
+    if (watch(pool_, wait ? EPOLLIN | EPOLLOUT : EPOLLIN, kPool, EPOLL_CTL_MOD)) {
+      waitingForRoom_ = wait;
+    }
   }
 
   // Send m's call; false if the pool's queue is full (m stays queued). A failure is m's reply.
@@ -204,7 +235,8 @@ class Loop {
           break;
         } catch (const kj::Exception& e) {
           if (wire::wasQueueFull(e)) return false;
-          dropPool(std::string("the pool's socket failed: ") + e.getDescription().cStr());
+          if (!wire::wasPeerGone(e)) throw;  // this message's own failure
+          dropPool(e.getDescription().cStr());
           if (!reused || attempt > 0) throw;
         }
       }
@@ -223,7 +255,7 @@ class Loop {
       auto found = messages_.find(queued_.front());
       if (found != messages_.end() && found->second.stage == Message::kQueued &&
           !send(found->first, found->second)) {
-        return;  // still full: wait for EPOLLOUT again
+        return waitForRoom(true);  // still full (perhaps a new socket): wait for EPOLLOUT
       }
       queued_.pop_front();
     }
@@ -236,14 +268,22 @@ class Loop {
       try {
         got = wire::receiveDatagram(pool_, 0);
       } catch (const kj::Exception& e) {
-        return dropPool(std::string("the pool's socket failed: ") + e.getDescription().cStr());
+        if (e.getDescription().startsWith("recvmsg")) {
+          return dropPool(std::string("the pool's socket failed: ") + e.getDescription().cStr());
+        }
+        log(std::string("an answer from the pool was dropped: ") + e.getDescription().cStr());
+        continue;  // that datagram is consumed; its message gets kTempfail at its deadline
       }
       KJ_IF_MAYBE(answer, got) {
-        auto reader = answer->reader();
-        auto found = messages_.find(reader.getRoot<proto::Response>().getId());
-        // Else the answer to a call that already had its reply (past its deadline).
-        if (found != messages_.end() && found->second.stage == Message::kSent) {
-          finish(found->first, replyFor(*answer, found->second.id));
+        try {
+          auto reader = answer->reader();
+          auto found = messages_.find(reader.getRoot<proto::Response>().getId());
+          // Else the answer to a call that already had its reply (past its deadline).
+          if (found != messages_.end() && found->second.stage == Message::kSent) {
+            finish(found->first, replyFor(*answer, found->second.id));
+          }
+        } catch (const kj::Exception& e) {
+          log(std::string("an answer from the pool was unreadable: ") + e.getDescription().cStr());
         }
       } else {
         return;
@@ -273,7 +313,11 @@ class Loop {
   void connectPool() {
     pool_ = shim::connectToPool(settings_);  // throws saying what the admin should check
     waitingForRoom_ = false;
-    watch(pool_, EPOLLIN, kPool);
+    if (!watch(pool_, EPOLLIN, kPool)) {
+      close(pool_);
+      pool_ = -1;
+      wire::fail("cannot watch the pool's socket");
+    }
   }
 
   // The pool's socket is unusable: its calls in flight are lost (their workers are gone).
@@ -314,11 +358,13 @@ class Loop {
   kj::AutoCloseFd epoll_;
   int listening_;
   const shim::Settings& settings_;
+  const size_t maxMessages_;
   epoll_event scratch_{};
   int pool_ = -1;
   bool draining_ = false;
   bool paused_ = false;
   bool waitingForRoom_ = false;
+  bool acceptFailing_ = false;  // accept() is failing: logged once until it works again
   bool resend_ = false;
   uint64_t nextKey_ = kFirstKey;
   std::map<uint64_t, Message> messages_;

@@ -7,8 +7,9 @@
 //              filter cheap. Each message has a deadline: 30 s for submit's request, then the
 //              pool's timeout (plus a margin: the daemon answers a timed-out call itself),
 //              including the time it waits for a free worker. Past it, submit gets kTempfail.
-//              The pool's socket is made on first use and anew when the daemon restarts; the
-//              calls sent on the old one fail with kTempfail at once, their workers are gone.
+//              The pool's socket is made on first use, and anew when a send finds it gone
+//              (the daemon restarted); the calls sent on the old one then get kTempfail, as
+//              their workers are gone with it (else they get it at their deadline).
 // SHUTDOWN     stdin's EOF (courierfilter stop) unlinks the socket; the connections already
 //              made are served, and the loop returns when none is left.
 // SEE ALSO     courierfilter.c++, submission.h, shim/common/client.h (connectToPool)

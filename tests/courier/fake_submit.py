@@ -8,6 +8,7 @@ failure cases can be driven fast and precisely, against a spool folder of the te
 
 import os
 import pathlib
+import resource
 import socket
 import subprocess
 import time
@@ -16,7 +17,7 @@ import time
 class FilterProgram:
     """mtapy-courierfilter started as courierfilter starts it, with a private Courier tree."""
 
-    def __init__(self, program, root: pathlib.Path, shim_conf, name="mtapy"):
+    def __init__(self, program, root: pathlib.Path, shim_conf, name="mtapy", max_files=None):
         self.root = root
         self.spool = root / "var"  # Courier's localstatedir
         self.etc = root / "etc"  # Courier's sysconfdir
@@ -35,6 +36,8 @@ class FilterProgram:
             if ready_write != 3:
                 os.dup2(ready_write, 3)
                 os.close(ready_write)
+            if max_files:  # a filter that runs out of descriptors
+                resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
 
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(

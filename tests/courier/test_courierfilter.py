@@ -81,9 +81,9 @@ def spool(tmp_path):
 def start_filter(stage, spool):
     started = []
 
-    def start(daemon, name="mtapy"):
+    def start(daemon, name="mtapy", **options):
         program = FilterProgram(stage / "bin" / "mtapy-courierfilter", spool, daemon.shim_conf,
-                                name)
+                                name, **options)
         started.append(program)
         return program
 
@@ -302,3 +302,50 @@ def test_a_request_written_in_pieces_is_served(courier_pool, start_filter):
         time.sleep(0.2)
         conn.sendall(b"\n")
         assert conn.makefile("rb").read() == b"200 Ok\n"
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_short_of_descriptors_it_takes_messages_as_they_fit_and_loses_none(courier_pool,
+                                                                       start_filter):
+    # 32 descriptors: a few messages' worth (connection, data and control file each). The
+    # others wait in the backlog and are taken as messages end; nothing is lost.
+    daemon = courier_pool(process_limit=4)
+    courier = start_filter(daemon, max_files=32)
+    files = [courier.message(message("slow"), name=f"nofile{i}") for i in range(24)]
+    cpu = cpu_seconds(courier.process.pid)
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        replies = list(pool.map(lambda f: courier.submit(*f), files))
+    assert replies == ["200 Ok\n"] * len(files)
+    assert cpu_seconds(courier.process.pid) - cpu < 0.5  # it waited; it did not spin
+
+
+def test_stdin_eof_while_the_daemon_is_down_still_stops_the_filter(courier_pool, start_filter):
+    # Messages answered at once (451: no daemon) arriving as courierfilter stops us.
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    daemon.stop()
+    files = [courier.message(message("hello"), name=f"down{i}") for i in range(32)]
+    done = threading.Event()
+
+    def keep_submitting(f):
+        while not done.is_set():
+            try:
+                assert courier.submit(*f, timeout=10) == TEMPFAIL
+            except (FileNotFoundError, ConnectionRefusedError):
+                return  # the socket is gone: Courier would pass mail on to the next filter
+
+    threads = [threading.Thread(target=keep_submitting, args=(f,)) for f in files]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    try:
+        assert courier.stop(timeout=10) == 0
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
