@@ -44,6 +44,7 @@ size_t messagesThatFit() {
   size_t fit = files.rlim_cur > kSpareFiles ? (files.rlim_cur - kSpareFiles) / kFilesPerMessage : 0;
   return std::clamp<size_t>(fit, 1, kMaxMessages);
 }
+
 // epoll tags; a message's connection is tagged with its key, which is also its call's id.
 constexpr uint64_t kListening = 0, kStdin = 1, kPool = 2, kFirstKey = 16;
 
