@@ -50,7 +50,9 @@ def stage(users):
     root = pathlib.Path(tempfile.mkdtemp(prefix="mtapy-test-"))
     root.chmod(0o755)
     shutil.copytree(TOP / "pylib", root / "pylib",
-                    ignore=shutil.ignore_patterns("__pycache__", "tests"))
+                    ignore=shutil.ignore_patterns("__pycache__", "tests", "native"))
+    shutil.copytree(BUILD / "pylib", root / "pylib", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("native"))  # pylib's C++ modules
     bin_dir = root / "bin"
     bin_dir.mkdir()
     for program in ("workerd/mtapy-workerd", "workerd/mtapy-worker", "workerd/mtapyctl",

@@ -28,12 +28,12 @@ BACKENDS     A pool's `state` setting in workerd.toml, handed to its workers by 
                "redis://host:port/db", "unix:///path?db=N"  Redis, for several hosts: the
                                    same atomicity (each operation is one command or one Lua
                                    script), 1 s timeouts, no retry (a retry could count twice).
-SEE ALSO     README.md "Shared state", mtapy/filters/ratelimit.py (the seed's rate limiter)
+SEE ALSO     README.md "Shared state", mtapy/filters/ratelimit.py (the seed's rate limiter),
+             pylib/native/lmdb-store.h (the embedded store's records)
 """
 
 import math
 import os
-import struct
 import time
 from typing import Any, NamedTuple, Optional, Union
 
@@ -95,7 +95,7 @@ def get(key: Key, default: Any = None) -> Any:
 
 def set(key: Key, value: Value, ttl: Optional[float] = None) -> None:  # noqa: A001 (API name)
     """Store `value` (str or bytes) under `key`, expiring after `ttl` seconds if given."""
-    _backend().set(_bytes(key), _tagged(value), ttl, only_new=False)
+    _backend().set(_bytes(key), _tagged(value), ttl, False)
 
 
 def add(key: Key, value: Value = b"", ttl: Optional[float] = None) -> bool:
@@ -103,7 +103,7 @@ def add(key: Key, value: Value = b"", ttl: Optional[float] = None) -> bool:
 
     Across all workers exactly one caller gets True: e.g. send one alert per window.
     """
-    return _backend().set(_bytes(key), _tagged(value), ttl, only_new=True)
+    return _backend().set(_bytes(key), _tagged(value), ttl, True)
 
 
 def delete(key: Key) -> bool:
@@ -117,8 +117,10 @@ def hit(key: Key, limit: int, window: float) -> Hit:
     The window starts at the first hit and lasts `window` seconds; the next hit after it
     starts a new one (the seed rate limiter's semantics: with limit 100, hit 101 passes).
     """
-    started, count = _backend().hit(_bytes(key), float(window), time.time())
-    return Hit(count > limit, count, started)
+    started, count = (_store or _backend()).hit(_bytes(key), float(window), time.time())
+    # tuple.__new__, not Hit(...): a NamedTuple's constructor is Python code, and this is
+    # the rate limiter's every call.
+    return tuple.__new__(Hit, (count > limit, count, started))
 
 
 def peek(key: Key) -> Optional[Hit]:
@@ -157,7 +159,7 @@ class table:  # noqa: N801 - reads like dict()
 _MISSING = object()
 
 # Stored values: one tag byte, then the payload. Counters are plain integers in Redis.
-_STR, _BYTES, _INT, _HIT = b"s", b"b", b"i", b"h"
+_STR, _BYTES, _INT = b"s", b"b", b"i"
 
 
 def _bytes(key: Key) -> bytes:
@@ -188,147 +190,28 @@ def _untagged(stored: bytes) -> Any:
 
 
 class _Lmdb:
-    """The embedded store: one LMDB environment per pool, shared through its files.
+    """The embedded store: LMDB in the pool's folder, kept by _mtapy_lmdb (pylib/native/).
 
-    Each record is: expiry (float64, 0 = never), tag, payload. Expired records read as absent
-    and are swept a few at a time by later writes, so the file does not grow without end.
-
-    Writes go straight into the shared map (LMDB's writemap): a commit is then no syscall
-    at all, where LMDB's default writes each dirty page with pwrite (half the cost of a
-    rate-limited call). In a map, a page the disk has no room for is a SIGBUS, not an error;
-    so the whole map's blocks are reserved (fallocate) when the store is opened, and a full
-    disk is a StateError then. A full map is a StateError of the write that needs more.
+    Its records, expiry, sweep and disk reservation are described in lmdb-store.h there. Its
+    methods are this backend's, bound directly: the rate limiter's every call is then one
+    call into C++.
     """
 
-    SWEEP_EVERY = 256  # writes between two sweeps of a few expired records
-    SWEEP_RECORDS = 64
-
     def __init__(self, path: str):
-        import lmdb  # only in pools that use it: it costs an idle worker memory
-
-        self._lmdb = lmdb
+        try:
+            import _mtapy_lmdb  # built from pylib/native/, installed beside mtapy/
+        except ImportError as e:
+            raise StateError(f"mtapy's LMDB store is not installed ({e}): reinstall mtapy "
+                             "(cmake --install)") from None
         # ~500,000 short keys (counters, windows, greylist entries); all of it on disk.
         size = int(os.environ.get("MTAPY_STATE_MAP_MB", "64")) << 20
-        try:
-            # sync=False: no fsync per write (a process crash loses nothing; see above).
-            self._env = lmdb.open(path, map_size=size, sync=False, metasync=False,
-                                  readahead=False, max_readers=1024, writemap=True)
-            self._env.reader_check()  # slots of readers that died
-        except lmdb.Error as e:
-            raise StateError(f"cannot open the pool's state in {path}: {e}") from None
-        self._reserve(os.path.join(path, "data.mdb"), size)
-        self._writes = 0
-        self._sweep_from = b""
-
-    def _reserve(self, file, size):
-        """Allocate the map's disk blocks now (see the class); quick once they are."""
-        try:
-            fd = os.open(file, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                os.posix_fallocate(fd, 0, size)
-            finally:
-                os.close(fd)
-        except OSError as e:
-            self._env.close()
-            raise StateError(f"the disk holding the pool's state has no room for its {size >> 20}"
-                             f" MB ({e.strerror}): free space there") from None
-
-    def _write(self, change):
-        try:
-            with self._env.begin(write=True) as txn:
-                result = change(txn, time.time())
-                self._writes += 1
-                if self._writes % self.SWEEP_EVERY == 0:
-                    self._sweep(txn)
-                return result
-        except self._lmdb.MapFullError:
-            raise StateError("the pool's state is full (raise MTAPY_STATE_MAP_MB or expire "
-                             "keys with a ttl)") from None
-        except self._lmdb.Error as e:
-            raise StateError(f"shared state: {e}") from None
-
-    def _sweep(self, txn):
-        now, cursor, seen = time.time(), txn.cursor(), 0
-        if not cursor.set_range(self._sweep_from):
-            cursor.first()
-        for key, record in cursor:
-            expiry = struct.unpack_from("<d", record)[0]
-            if expiry and expiry <= now:
-                txn.delete(key)
-            seen += 1
-            if seen >= self.SWEEP_RECORDS:
-                self._sweep_from = bytes(key)
-                return
-        self._sweep_from = b""
-
-    @staticmethod
-    def _live(record, now):
-        """The record's tag+payload if it has not expired, and its expiry."""
-        if record is None:
-            return None, 0.0
-        expiry = struct.unpack_from("<d", record)[0]
-        if expiry and expiry <= now:
-            return None, 0.0
-        return bytes(record[8:]), expiry
-
-    @staticmethod
-    def _record(expiry, body):
-        return struct.pack("<d", expiry or 0.0) + body
-
-    def incr(self, key, by, ttl):
-        def change(txn, now):
-            body, expiry = self._live(txn.get(key), now)
-            value = (int(body[1:]) if body and body[:1] == _INT else 0) + by
-            if body is None or body[:1] != _INT:
-                expiry = now + ttl if ttl else 0.0
-            txn.put(key, self._record(expiry, _INT + str(value).encode()))
-            return value
-        return self._write(change)
+        store = _mtapy_lmdb.Store(path, size, StateError)
+        self.incr, self.set, self.delete = store.incr, store.set, store.delete
+        self.hit, self.peek_hit, self._get = store.hit, store.peek_hit, store.get
 
     def get(self, key, default):
-        try:
-            with self._env.begin() as txn:
-                body, _ = self._live(txn.get(key), time.time())
-        except self._lmdb.Error as e:
-            raise StateError(f"shared state: {e}") from None
+        body = self._get(key)
         return default if body is None else _untagged(body)
-
-    def set(self, key, body, ttl, only_new):
-        def change(txn, now):
-            if only_new and self._live(txn.get(key), now)[0] is not None:
-                return False
-            txn.put(key, self._record(now + ttl if ttl else 0.0, body))
-            return True
-        return self._write(change)
-
-    def delete(self, key):
-        return self._write(lambda txn, now: self._live(txn.get(key), now)[0] is not None
-                           and txn.delete(key))
-
-    # A hit() record whole: expiry, tag, the window's start, its count (one unpack, one pack:
-    # this is the rate limiter's every call).
-    _HIT_RECORD = struct.Struct("<dcdq")
-
-    def hit(self, key, window, now):
-        record = self._HIT_RECORD
-
-        def change(txn, _):
-            found = txn.get(key)
-            if found is not None and len(found) == record.size:
-                expiry, tag, started, count = record.unpack(found)
-                if tag == _HIT and expiry > now:
-                    txn.put(key, record.pack(expiry, _HIT, started, count + 1))
-                    return started, count + 1
-            txn.put(key, record.pack(now + window, _HIT, now, 1))
-            return now, 1
-        return self._write(change)
-
-    def peek_hit(self, key, now):
-        with self._env.begin() as txn:
-            body, _ = self._live(txn.get(key), now)
-        if body is None or body[:1] != _HIT:
-            return None
-        return struct.unpack("<dq", body[1:])
 
 
 def _ms(seconds: Optional[float]) -> Optional[int]:

@@ -19,8 +19,14 @@ import time
 import pytest
 
 PYLIB = pathlib.Path(__file__).resolve().parent.parent
-if str(PYLIB) not in sys.path:
-    sys.path.insert(0, str(PYLIB))
+# pylib's C++ modules (pylib/native/) are in the build's pylib folder. Both folders are on
+# the path of this process and of every Python process a test starts.
+NATIVE = pathlib.Path(os.environ.get("MTAPY_BUILD", PYLIB.parent / "build")).resolve() / "pylib"
+for folder in (NATIVE, PYLIB):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(PYLIB), str(NATIVE)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 
 def free_port():

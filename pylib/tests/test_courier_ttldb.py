@@ -10,7 +10,7 @@ import time
 import pytest
 
 from courier import ttldb
-from courier_workers import PYLIB, fake_upstream, message, run_workers
+from courier_workers import fake_upstream, message, run_workers
 from mtapy import state
 from mtapy.filter_chain import Chain
 
@@ -118,7 +118,7 @@ def test_a_worker_killed_holding_the_lock_blocks_the_others_only_for_the_lease(p
                                                                               monkeypatch):
     holder = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ, MTAPY_STATE=pool_state,
-                                       MTAPY_POOL="courier-test", PYTHONPATH=str(PYLIB)))
+                                       MTAPY_POOL="courier-test"))
     assert holder.stdout.readline() == "locked\n"
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()

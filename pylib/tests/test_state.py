@@ -2,7 +2,6 @@
 
 import multiprocessing
 import os
-import pathlib
 import shutil
 import signal
 import subprocess
@@ -192,8 +191,7 @@ def test_a_full_disk_is_a_state_error_and_never_a_crash(tmp_path):
     r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh",
                         str(disk), "/usr/bin/python3", FILL_THE_DISK],
                        capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "MTAPY_STATE_MAP_MB": "16",
-                            "PYTHONPATH": str(pathlib.Path(state.__file__).parent.parent)})
+                       env={**os.environ, "MTAPY_STATE_MAP_MB": "16"})
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)  # -7 would be SIGBUS
     full, refused = r.stdout.splitlines()
     written, error = full.split(" written, then: ")

@@ -175,7 +175,9 @@ def make_stage(build, root_dir, bench_bin, old_build=None, before_shim=None):
     root = pathlib.Path(tempfile.mkdtemp(prefix="mtapy-exim-bench-", dir=root_dir))
     root.chmod(0o755)
     shutil.copytree(TOP / "pylib", root / "pylib",
-                    ignore=shutil.ignore_patterns("__pycache__", "tests"))
+                    ignore=shutil.ignore_patterns("__pycache__", "tests", "native"))
+    shutil.copytree(build / "pylib", root / "pylib", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("native"))  # pylib's C++ modules
     (root / "bin").mkdir()
     for program in PROGRAMS:
         shutil.copy2(build / program, root / "bin")

@@ -20,7 +20,10 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "pylib"))
+TOP = pathlib.Path(__file__).resolve().parents[2]
+# pylib, and its C++ modules in the build (MTAPY_BUILD as the other benches).
+sys.path[:0] = [str(TOP / "pylib"),
+                str(pathlib.Path(os.environ.get("MTAPY_BUILD", TOP / "build")).resolve() / "pylib")]
 from mtapy import state  # noqa: E402
 
 
