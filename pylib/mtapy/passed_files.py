@@ -12,17 +12,20 @@ DESCRIPTION  mtapy-courierfilter runs as Courier's user and opens the message's 
              as a fresh open() would, although all of them share one file description with
              mtapy-courierfilter; and a descriptor of its own (a dup), so a file object a
              filter keeps past its call never touches a later call's files.
-LIMITS       Only open() (builtins.open, io.open, and so pathlib) is redirected; os.open() and
-             os.stat() of a spool path see the pool user's permissions.
+             os.stat(), os.lstat() and os.access() of those paths (and so os.path.getsize(),
+             exists(), isfile() and pathlib's stat()) answer for the passed descriptors too.
+LIMITS       os.open() of a spool path, and a program the filter runs on one (a shell's
+             `< path`), see the pool user's permissions: they fail.
 SEE ALSO     mtapy/_worker.py (do_filter), shim/courier/ (the other end)
 """
 
 import builtins
+import fcntl
 import io
 import os
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
-_open = io.open
+_open, _stat, _lstat, _access = io.open, os.stat, os.lstat, os.access
 # A message is read whole, or line by line: in big pieces, as each piece is a Python call.
 _BUFFER_SIZE = 64 * 1024
 _passed: Dict[str, int] = {}  # absolute path -> descriptor, during one call only
@@ -130,15 +133,46 @@ def _open_passed(fd: int, name: str, mode: str, buffering: int, encoding, errors
     return text
 
 
+def _passed_fd(path) -> Optional[int]:
+    """The descriptor passed for `path` in the call being served, if it is one of its paths."""
+    if not _passed or not isinstance(path, (str, bytes, os.PathLike)):
+        return None
+    # The path as the filter was given it, else as the file system would resolve it.
+    return _passed.get(path) or _passed.get(os.path.abspath(os.fsdecode(path)))
+
+
 def open(file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, closefd=True,
          opener=None):
     """io.open(), except for the paths of the call being served (see the module's docstring)."""
-    if _passed and opener is None and isinstance(file, (str, bytes, os.PathLike)):
-        # The path as the filter was given it, else as the file system would resolve it.
-        fd = _passed.get(file) or _passed.get(os.path.abspath(os.fsdecode(file)))
-        if fd is not None:
-            return _open_passed(fd, os.fsdecode(file), mode, buffering, encoding, errors, newline)
+    fd = _passed_fd(file) if opener is None else None
+    if fd is not None:
+        return _open_passed(fd, os.fsdecode(file), mode, buffering, encoding, errors, newline)
     return _open(file, mode, buffering, encoding, errors, newline, closefd, opener)
+
+
+def stat(path, *, dir_fd=None, follow_symlinks=True):
+    """os.stat(); for the call's paths, its descriptor's (the file itself: no symlinks)."""
+    fd = _passed_fd(path) if dir_fd is None else None
+    if fd is not None:
+        return os.fstat(fd)
+    return _stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+
+
+def lstat(path, *, dir_fd=None):
+    """os.lstat(), as stat() above."""
+    fd = _passed_fd(path) if dir_fd is None else None
+    return os.fstat(fd) if fd is not None else _lstat(path, dir_fd=dir_fd)
+
+
+def access(path, mode, *, dir_fd=None, effective_ids=False, follow_symlinks=True):
+    """os.access(); for the call's paths, what its descriptor was opened for (never X_OK)."""
+    fd = _passed_fd(path) if dir_fd is None else None
+    if fd is None:
+        return _access(path, mode, dir_fd=dir_fd, effective_ids=effective_ids,
+                       follow_symlinks=follow_symlinks)
+    granted = {os.O_RDONLY: os.R_OK, os.O_WRONLY: os.W_OK,
+               os.O_RDWR: os.R_OK | os.W_OK}[fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE]
+    return mode & ~granted == 0
 
 
 class serving:
@@ -161,5 +195,7 @@ class serving:
 
 
 def install() -> None:
-    """Route open() through this module (once per worker, before the policy is imported)."""
+    """Route open() and os's stat family through this module (once per worker, before the
+    policy is imported)."""
     builtins.open = io.open = open
+    os.stat, os.lstat, os.access = stat, lstat, access

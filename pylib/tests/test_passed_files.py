@@ -7,6 +7,7 @@ the descriptors reach the files.
 import builtins
 import io
 import os
+import pathlib
 
 import pytest
 
@@ -20,6 +21,8 @@ DATA, CONTROL = "/spool/tmp/1/D1", "/spool/tmp/1/C1"
 def files(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "open", passed_files.open)
     monkeypatch.setattr(io, "open", passed_files.open)
+    for name in ("stat", "lstat", "access"):
+        monkeypatch.setattr(os, name, getattr(passed_files, name))
     fds = []
     for name, content in (("data", BODY), ("control", b"sa@example.net\n")):
         (tmp_path / name).write_bytes(content)
@@ -80,3 +83,17 @@ def test_a_file_kept_past_its_call_keeps_its_own_descriptor(files):
     assert kept.fileno() not in fds  # a dup: closing the passed descriptors spares it
     assert kept.read(7) == b"Subject"
     kept.close()
+
+
+def test_stat_and_access_answer_for_the_calls_paths_only_during_the_call(files):
+    _, fds = files
+    os.close(fds[1])
+    fds[1] = os.open(files[0] / "control", os.O_RDONLY)
+    with passed_files.serving([DATA, CONTROL], fds):
+        assert os.path.getsize(DATA) == len(BODY)  # upstream's spamassassin filter asks this
+        assert os.path.isfile(CONTROL) and pathlib.Path(DATA).stat().st_size == len(BODY)
+        assert os.lstat(CONTROL).st_size == len(b"sa@example.net\n")
+        assert os.access(DATA, os.R_OK | os.W_OK) and os.access(CONTROL, os.R_OK)
+        assert not os.access(CONTROL, os.W_OK) and not os.access(DATA, os.X_OK)
+        assert not os.path.exists("/spool/tmp/1/D2")  # another message: as usual
+    assert not os.path.exists(DATA)  # the call is over

@@ -105,7 +105,9 @@ MODULES = {
                 with open(body_path, "rb") as body:  # through the passed descriptor
                     size = len(body.read())
                 sender = control.get_sender(control_paths)
-                return f"050 uid={os.getuid()} read={size > 0} sender={sender}"
+                # As upstream's spamassassin filter asks: a stat() of the spool path.
+                stat = os.path.getsize(body_path) == size and os.path.isfile(control_paths[0])
+                return f"050 uid={os.getuid()} read={size > 0} stat={stat} sender={sender}"
             if word == "isolation":  # hold the message while the test probes the spool
                 with open(body_path, "rb") as body:
                     body.read()
@@ -257,7 +259,7 @@ def test_the_filter_runs_as_the_pool_user_on_this_message(world, users):
     # That this user cannot open the spool itself: the test after this one.
     sent = world.send(f"{time.monotonic_ns()} whoami")
     uid = users["mtapy-t1"].pw_uid
-    assert sent.data == (250, f"uid={uid} read=True sender=sender@example.net"), \
+    assert sent.data == (250, f"uid={uid} read=True stat=True sender=sender@example.net"), \
         (sent, world.daemon.log()[-3000:])
 
 
@@ -294,7 +296,7 @@ def test_an_8bit_sender_reaches_the_filter_decoded(world, users):
         assert s.rcpt(ALICE)[0] == 250
         code, text = s.data(mail(f"{time.monotonic_ns()} whoami").replace(b"\n", b"\r\n"))
     uid = users["mtapy-t1"].pw_uid
-    assert (code, text.decode()) == (250, f"uid={uid} read=True sender={sender}")
+    assert (code, text.decode()) == (250, f"uid={uid} read=True stat=True sender={sender}")
 
 
 def test_a_50_mb_message_passes(world):
