@@ -40,6 +40,15 @@ def users():
     return {name: ensure_user(name) for name in POOL_USERS}
 
 
+def copy_pylib(source, build, dest):
+    """pylib as installed: the Python packages of `source`, the C++ modules (pylib/native/)
+    of `build`."""
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("__pycache__", "tests", "native"))
+    if (build / "pylib").is_dir():  # a build from before pylib/native has none
+        shutil.copytree(build / "pylib", dest, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("native"))
+
+
 @pytest.fixture(scope="session")
 def stage(users):
     """A world-readable folder holding the binaries, pylib and policies, like an install.
@@ -49,10 +58,7 @@ def stage(users):
     """
     root = pathlib.Path(tempfile.mkdtemp(prefix="mtapy-test-"))
     root.chmod(0o755)
-    shutil.copytree(TOP / "pylib", root / "pylib",
-                    ignore=shutil.ignore_patterns("__pycache__", "tests", "native"))
-    shutil.copytree(BUILD / "pylib", root / "pylib", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("native"))  # pylib's C++ modules
+    copy_pylib(TOP / "pylib", BUILD, root / "pylib")
     bin_dir = root / "bin"
     bin_dir.mkdir()
     for program in ("workerd/mtapy-workerd", "workerd/mtapy-worker", "workerd/mtapyctl",

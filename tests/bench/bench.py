@@ -46,7 +46,7 @@ import time
 
 TOP = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "tests"))
-from conftest import ensure_user  # noqa: E402  (the end-to-end tests' helper)
+from conftest import copy_pylib, ensure_user  # noqa: E402  (the end-to-end tests' helpers)
 POOL_USER = "mtapy-t1"  # the end-to-end tests' user (tests/conftest.py); made if missing
 
 POLICY = """\
@@ -92,15 +92,13 @@ def old_commit(build):
 def make_stage(build, bench_bin, old_build=None, before_shim=None):
     root = pathlib.Path(tempfile.mkdtemp(prefix="mtapy-bench-"))
     root.chmod(0o755)
-    shutil.copytree(TOP / "pylib", root / "pylib",
-                    ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    copy_pylib(TOP / "pylib", build, root / "pylib")
     bin_dir = root / "bin"
     bin_dir.mkdir()
     for program in PROGRAMS:
         shutil.copy2(build / program, bin_dir)
     if old_build:  # the old design: its own binaries and its own pylib
-        shutil.copytree(source_of(old_build) / "pylib", root / "pylib-old",
-                        ignore=shutil.ignore_patterns("__pycache__", "tests"))
+        copy_pylib(source_of(old_build) / "pylib", old_build, root / "pylib-old")
         (root / "bin-old").mkdir()
         for program in PROGRAMS:
             shutil.copy2(old_build / program, root / "bin-old")

@@ -319,8 +319,7 @@ class MtapySide:
         source = eb.source_of(self.build) / "pylib"
         if source.resolve() != (eb.TOP / "pylib").resolve():  # a build of another checkout
             shutil.rmtree(self.eb_stage / "pylib")
-            shutil.copytree(source, self.eb_stage / "pylib",
-                            ignore=shutil.ignore_patterns("__pycache__", "tests"))
+            eb.copy_pylib(source, self.build, self.eb_stage / "pylib")
         shutil.copy2(self.build / self.PROGRAM, self.eb_stage / "bin" / "mtapy")
         for path in [self.eb_stage, *self.eb_stage.rglob("*")]:
             path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)

@@ -63,7 +63,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 TOP = HERE.parents[1]
 sys.path[:0] = [str(TOP / "tests"), str(TOP / "tests" / "exim")]
 
-from conftest import Daemon, ensure_user, free_port, pool_toml, wait_for  # noqa: E402
+from conftest import Daemon, copy_pylib, ensure_user, free_port, pool_toml, wait_for  # noqa: E402
 from exim_harness import EXIM, Exim, listening, main_config  # noqa: E402
 from bench import cpu_seconds, fmt as bench_fmt, med, old_commit, source_of  # noqa: E402  (bench.py)
 
@@ -174,10 +174,7 @@ def have_twisted():
 def make_stage(build, root_dir, bench_bin, old_build=None, before_shim=None):
     root = pathlib.Path(tempfile.mkdtemp(prefix="mtapy-exim-bench-", dir=root_dir))
     root.chmod(0o755)
-    shutil.copytree(TOP / "pylib", root / "pylib",
-                    ignore=shutil.ignore_patterns("__pycache__", "tests", "native"))
-    shutil.copytree(build / "pylib", root / "pylib", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("native"))  # pylib's C++ modules
+    copy_pylib(TOP / "pylib", build, root / "pylib")
     (root / "bin").mkdir()
     for program in PROGRAMS:
         shutil.copy2(build / program, root / "bin")
@@ -185,8 +182,7 @@ def make_stage(build, root_dir, bench_bin, old_build=None, before_shim=None):
     if before_shim:
         shutil.copy2(before_shim, root / "bin" / BEFORE_SO)
     if old_build:  # the old design: its own binaries and its own pylib
-        shutil.copytree(source_of(old_build) / "pylib", root / "pylib-old",
-                        ignore=shutil.ignore_patterns("__pycache__", "tests"))
+        copy_pylib(source_of(old_build) / "pylib", old_build, root / "pylib-old")
         (root / "bin-old").mkdir()
         for program in PROGRAMS:
             shutil.copy2(old_build / program, root / "bin-old")
