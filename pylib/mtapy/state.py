@@ -34,6 +34,7 @@ SEE ALSO     README.md "Shared state", mtapy/filters/ratelimit.py (the seed's ra
 
 import math
 import os
+import threading
 import time
 from typing import Any, NamedTuple, Optional, Union
 
@@ -72,15 +73,28 @@ def configure(url: str, pool: str = "") -> None:
 def _backend():
     global _store
     if _store is None:
-        url = _url or os.environ.get("MTAPY_STATE", "")
-        pool = _pool or os.environ.get("MTAPY_POOL", "")
-        if url.startswith("lmdb://"):
-            _store = _Lmdb(url[len("lmdb://"):])
-        elif url.startswith(("redis://", "rediss://", "unix://")):
-            _store = _Redis(url, f"mtapy:{pool}:".encode())
-        else:
-            raise StateError(f"no usable shared state {url!r} (workerd.toml: the pool's state)")
+        with _opening:  # a policy's threads open one store: LMDB allows one per process
+            if _store is None:
+                url = _url or os.environ.get("MTAPY_STATE", "")
+                pool = _pool or os.environ.get("MTAPY_POOL", "")
+                if url.startswith("lmdb://"):
+                    _store = _Lmdb(url[len("lmdb://"):])
+                elif url.startswith(("redis://", "rediss://", "unix://")):
+                    _store = _Redis(url, f"mtapy:{pool}:".encode())
+                else:
+                    raise StateError(f"no usable shared state {url!r} (workerd.toml: the pool's "
+                                     "state)")
     return _store
+
+
+def _forget_after_fork():
+    # A forked child opens its own: an LMDB environment serves only the process that opened it.
+    global _store
+    _store = None
+
+
+_opening = threading.Lock()
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def incr(key: Key, by: int = 1, ttl: Optional[float] = None) -> int:

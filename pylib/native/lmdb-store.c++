@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <system_error>
 
 namespace mtapy::state {
 namespace {
@@ -78,6 +79,22 @@ std::optional<Window> windowOf(const MDB_val& found, double now) {
   return window;
 }
 
+// The record of `key` in `txn`, if any.
+std::optional<MDB_val> lookup(MDB_txn* txn, MDB_dbi dbi, std::string_view key) {
+  MDB_val k = valueOf(key), found;
+  int rc = mdb_get(txn, dbi, &k, &found);
+  if (rc == MDB_NOTFOUND) return std::nullopt;
+  check(rc);
+  return found;
+}
+
+void store(MDB_txn* txn, MDB_dbi dbi, std::string_view key, const std::string& value) {
+  MDB_val k = valueOf(key), v = valueOf(value);
+  check(mdb_put(txn, dbi, &k, &v, 0));
+}
+
+double expiryAfter(double ttl, double now) { return ttl != 0 ? now + ttl : 0; }
+
 }  // namespace
 
 LmdbStore::LmdbStore(const std::string& folder, size_t mapBytes) {
@@ -120,27 +137,49 @@ LmdbStore::LmdbStore(const std::string& folder, size_t mapBytes) {
 }
 
 LmdbStore::~LmdbStore() {
+  // In a forked child the environment is the parent's: LMDB forbids using it, and closing it
+  // would free the parent's reader slot. It is left as it is.
+  if (!ownedHere()) return;
   mdb_txn_abort(reader_);
   mdb_env_close(env_);
 }
 
-std::optional<std::string> LmdbStore::get(std::string_view key, double now) {
+namespace {
+
+void checkOwner(const LmdbStore& store) {
+  if (!store.ownedHere())
+    throw StoreError("shared state: this process was forked after it opened the pool's state; "
+                     "open it again in the child (mtapy.state.configure)");
+}
+
+}  // namespace
+
+// read(txn) in the kept read transaction, reset afterwards whatever happens.
+template <typename Read>
+auto LmdbStore::read(Read read) {
+  checkOwner(*this);
   check(mdb_txn_renew(reader_));
-  MDB_val k = valueOf(key), found;
-  int rc = mdb_get(reader_, dbi_, &k, &found);
-  std::optional<std::string> out;
-  if (rc == 0) {
-    if (auto body = live(found, now)) out.emplace(*body);
-  }
-  mdb_txn_reset(reader_);
-  if (rc != 0 && rc != MDB_NOTFOUND) fail(rc);
-  return out;
+  struct Reset {
+    MDB_txn* txn;
+    ~Reset() { mdb_txn_reset(txn); }
+  } reset{reader_};
+  return read(reader_);
+}
+
+std::optional<std::string> LmdbStore::get(std::string_view key, double now) {
+  return read([&](MDB_txn* txn) -> std::optional<std::string> {
+    auto found = lookup(txn, dbi_, key);
+    auto body = found ? live(*found, now) : std::nullopt;
+    if (!body) return std::nullopt;
+    return std::string(*body);
+  });
 }
 
 // change(txn) in one write transaction, aborted if it throws. Every kSweepEvery-th write
 // also sweeps.
 template <typename Change>
 auto LmdbStore::write(double now, Change change) {
+  checkOwner(*this);
   MDB_txn* txn;
   check(mdb_txn_begin(env_, nullptr, 0, &txn));
   decltype(change(txn)) result;
@@ -155,25 +194,6 @@ auto LmdbStore::write(double now, Change change) {
   return result;
 }
 
-namespace {
-
-// The record of `key` in `txn`, if any.
-std::optional<MDB_val> lookup(MDB_txn* txn, MDB_dbi dbi, std::string_view key) {
-  MDB_val k = valueOf(key), found;
-  int rc = mdb_get(txn, dbi, &k, &found);
-  if (rc == MDB_NOTFOUND) return std::nullopt;
-  check(rc);
-  return found;
-}
-
-void store(MDB_txn* txn, MDB_dbi dbi, std::string_view key, const std::string& value) {
-  MDB_val k = valueOf(key), v = valueOf(value);
-  check(mdb_put(txn, dbi, &k, &v, 0));
-}
-
-double expiryAfter(double ttl, double now) { return ttl != 0 ? now + ttl : 0; }
-
-}  // namespace
 
 bool LmdbStore::put(std::string_view key, std::string_view body, double ttl, bool onlyNew,
                     double now) {
@@ -205,9 +225,12 @@ int64_t LmdbStore::incr(std::string_view key, int64_t by, double ttl, double now
     auto found = lookup(txn, dbi_, key);
     std::optional<std::string_view> body = found ? live(*found, now) : std::nullopt;
     if (body && (*body)[0] == kCounter) {
-      int64_t before = 0;
-      std::from_chars(body->data() + 1, body->data() + body->size(), before);
-      value += before;
+      const char* end = body->data() + body->size();
+      int64_t before;
+      auto parsed = std::from_chars(body->data() + 1, end, before);
+      if (parsed.ec != std::errc() || parsed.ptr != end || __builtin_add_overflow(before, by, &value))
+        throw StoreError("shared state: the counter would leave -2**63 .. 2**63-1: delete it or "
+                         "count less");
       std::memcpy(&expiry, found->mv_data, kExpiry);  // a counter keeps its first expiry
     }
     char text[24];
@@ -234,14 +257,10 @@ Window LmdbStore::hit(std::string_view key, double window, double now) {
 }
 
 std::optional<Window> LmdbStore::peekHit(std::string_view key, double now) {
-  check(mdb_txn_renew(reader_));
-  MDB_val k = valueOf(key), found;
-  int rc = mdb_get(reader_, dbi_, &k, &found);
-  std::optional<Window> out;
-  if (rc == 0) out = windowOf(found, now);
-  mdb_txn_reset(reader_);
-  if (rc != 0 && rc != MDB_NOTFOUND) fail(rc);
-  return out;
+  return read([&](MDB_txn* txn) -> std::optional<Window> {
+    auto found = lookup(txn, dbi_, key);
+    return found ? windowOf(*found, now) : std::nullopt;
+  });
 }
 
 void LmdbStore::sweep(MDB_txn* txn, double now) {

@@ -15,12 +15,16 @@
 //              the last writes). A page the disk has no room for would be a SIGBUS in a map,
 //              so the whole map's blocks are reserved when the store opens, and a full disk
 //              is a StoreError then.
+//              One LmdbStore per folder and process (LMDB's rule: closing a second one
+//              would free the first one's reader slot; python-module.c++ shares one); after
+//              fork() only the parent uses it.
 // DIAGNOSTICS  StoreError, worded for the admin (a full map, a full disk, an unreadable
-//              folder, a key LMDB cannot hold).
+//              folder, a key LMDB cannot hold, a counter out of range, use after fork).
 // SEE ALSO     python-module.c++ (mtapy.state's binding), pylib/mtapy/state.py
 #pragma once
 
 #include <lmdb.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -62,12 +66,17 @@ class LmdbStore {
   Window hit(std::string_view key, double window, double now);
   // The current window as hit() left it.
   std::optional<Window> peekHit(std::string_view key, double now);
+  // Whether this process opened it (not a forked child of the one that did).
+  bool ownedHere() const { return getpid() == owner_; }
 
  private:
   template <typename Change>
   auto write(double now, Change change);
+  template <typename Read>
+  auto read(Read read);
   void sweep(MDB_txn* txn, double now);
 
+  pid_t owner_ = getpid();  // LMDB: an environment is used only by the process that opened it
   MDB_env* env_ = nullptr;
   MDB_dbi dbi_ = 0;
   MDB_txn* reader_ = nullptr;  // one read transaction, reset between reads

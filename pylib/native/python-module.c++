@@ -20,6 +20,11 @@
 
 #include <time.h>
 
+#include <exception>
+#include <filesystem>
+#include <map>
+#include <memory>
+
 #include <new>
 
 namespace {
@@ -30,9 +35,25 @@ using mtapy::state::Window;
 
 struct StoreObject {
   PyObject_HEAD
-  LmdbStore* store;
+  std::shared_ptr<LmdbStore>* store;  // null until __init__ opened it
   PyObject* error;
 };
+
+// The folder's store in this process, shared by every Store of it: LMDB allows one
+// environment per file and process (closing a second would free the first one's reader
+// slot). A forked child's inherited one is not its own: it opens another.
+std::shared_ptr<LmdbStore> storeFor(const std::string& folder, size_t mapBytes) {
+  static std::map<std::string, std::weak_ptr<LmdbStore>> open;
+  auto path = std::filesystem::absolute(folder).lexically_normal();
+  if (!path.has_filename()) path = path.parent_path();  // "state/" is "state"
+  auto& slot = open[path.string()];
+  auto store = slot.lock();
+  if (!store || !store->ownedHere()) {
+    store = std::make_shared<LmdbStore>(folder, mapBytes);
+    slot = store;
+  }
+  return store;
+}
 
 double wallClock() {
   timespec now;
@@ -62,15 +83,22 @@ bool arity(Py_ssize_t given, Py_ssize_t wanted, const char* name) {
 
 PyObject* windowTuple(Window w) { return Py_BuildValue("(dL)", w.started, (long long)w.count); }
 
-// Runs `body`, turning a StoreError into the store's Python exception.
+// Runs `body` on an open store, turning a C++ exception into a Python one: StoreError into
+// the store's `error`. Nothing C++ may unwind through CPython.
 template <typename Body>
 PyObject* guarded(StoreObject* self, Body body) {
+  if (!self->store) {
+    PyErr_SetString(PyExc_ValueError, "this Store did not open: make a new one");
+    return nullptr;
+  }
   try {
-    return body();
+    return body(**self->store);
   } catch (const StoreError& e) {
     PyErr_SetString(self->error, e.what());
   } catch (const std::bad_alloc&) {
     PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
   }
   return nullptr;
 }
@@ -79,8 +107,8 @@ PyObject* storeGet(StoreObject* self, PyObject* const* args, Py_ssize_t n) {
   if (!arity(n, 1, "get")) return nullptr;
   auto key = bytesArg(args[0], "key");
   if (!key.data()) return nullptr;
-  return guarded(self, [&]() -> PyObject* {
-    auto body = self->store->get(key, wallClock());
+  return guarded(self, [&](LmdbStore& store) -> PyObject* {
+    auto body = store.get(key, wallClock());
     if (!body) Py_RETURN_NONE;
     return PyBytes_FromStringAndSize(body->data(), body->size());
   });
@@ -93,8 +121,8 @@ PyObject* storeSet(StoreObject* self, PyObject* const* args, Py_ssize_t n) {
   if (!key.data() || !body.data() || !secondsArg(args[2], ttl)) return nullptr;
   int onlyNew = PyObject_IsTrue(args[3]);
   if (onlyNew < 0) return nullptr;
-  return guarded(self, [&] {
-    return PyBool_FromLong(self->store->put(key, body, ttl, onlyNew, wallClock()));
+  return guarded(self, [&](LmdbStore& store) {
+    return PyBool_FromLong(store.put(key, body, ttl, onlyNew, wallClock()));
   });
 }
 
@@ -102,17 +130,18 @@ PyObject* storeDelete(StoreObject* self, PyObject* const* args, Py_ssize_t n) {
   if (!arity(n, 1, "delete")) return nullptr;
   auto key = bytesArg(args[0], "key");
   if (!key.data()) return nullptr;
-  return guarded(self, [&] { return PyBool_FromLong(self->store->erase(key, wallClock())); });
+  return guarded(self, [&](LmdbStore& store) { return PyBool_FromLong(store.erase(key, wallClock())); });
 }
 
 PyObject* storeIncr(StoreObject* self, PyObject* const* args, Py_ssize_t n) {
   if (!arity(n, 3, "incr")) return nullptr;
   auto key = bytesArg(args[0], "key");
+  if (!key.data()) return nullptr;
   long long by = PyLong_AsLongLong(args[1]);
   double ttl;
-  if (!key.data() || (by == -1 && PyErr_Occurred()) || !secondsArg(args[2], ttl)) return nullptr;
-  return guarded(self, [&] {
-    return PyLong_FromLongLong(self->store->incr(key, by, ttl, wallClock()));
+  if ((by == -1 && PyErr_Occurred()) || !secondsArg(args[2], ttl)) return nullptr;
+  return guarded(self, [&](LmdbStore& store) {
+    return PyLong_FromLongLong(store.incr(key, by, ttl, wallClock()));
   });
 }
 
@@ -121,7 +150,7 @@ PyObject* storeHit(StoreObject* self, PyObject* const* args, Py_ssize_t n) {
   auto key = bytesArg(args[0], "key");
   double window, now;
   if (!key.data() || !secondsArg(args[1], window) || !secondsArg(args[2], now)) return nullptr;
-  return guarded(self, [&] { return windowTuple(self->store->hit(key, window, now)); });
+  return guarded(self, [&](LmdbStore& store) { return windowTuple(store.hit(key, window, now)); });
 }
 
 PyObject* storePeekHit(StoreObject* self, PyObject* const* args, Py_ssize_t n) {
@@ -129,8 +158,8 @@ PyObject* storePeekHit(StoreObject* self, PyObject* const* args, Py_ssize_t n) {
   auto key = bytesArg(args[0], "key");
   double now;
   if (!key.data() || !secondsArg(args[1], now)) return nullptr;
-  return guarded(self, [&]() -> PyObject* {
-    auto window = self->store->peekHit(key, now);
+  return guarded(self, [&](LmdbStore& store) -> PyObject* {
+    auto window = store.peekHit(key, now);
     if (!window) Py_RETURN_NONE;
     return windowTuple(*window);
   });
@@ -140,6 +169,10 @@ int storeInit(StoreObject* self, PyObject* args, PyObject* kwargs) {
   const char* folder;
   unsigned long long mapBytes;
   PyObject* error;
+  if (kwargs && PyDict_GET_SIZE(kwargs) > 0) {
+    PyErr_SetString(PyExc_TypeError, "Store takes no keyword arguments");
+    return -1;
+  }
   if (!PyArg_ParseTuple(args, "sKO:Store", &folder, &mapBytes, &error)) return -1;
   if (!PyExceptionClass_Check(error)) {
     PyErr_SetString(PyExc_TypeError, "Store's error must be an exception class");
@@ -149,18 +182,18 @@ int storeInit(StoreObject* self, PyObject* args, PyObject* kwargs) {
     PyErr_SetString(PyExc_RuntimeError, "Store is open already");
     return -1;
   }
-  Py_INCREF(error);
-  self->error = error;
+  Py_XSETREF(self->error, Py_NewRef(error));
   try {
-    self->store = new LmdbStore(folder, mapBytes);
+    self->store = new std::shared_ptr<LmdbStore>(storeFor(folder, mapBytes));
+    return 0;
   } catch (const StoreError& e) {
     PyErr_SetString(error, e.what());
-    return -1;
   } catch (const std::bad_alloc&) {
     PyErr_NoMemory();
-    return -1;
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
   }
-  return 0;
+  return -1;
 }
 
 void storeDealloc(StoreObject* self) {

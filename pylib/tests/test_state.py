@@ -197,3 +197,46 @@ def test_a_full_disk_is_a_state_error_and_never_a_crash(tmp_path):
     written, error = full.split(" written, then: ")
     assert int(written) > 1000 and "the pool's state is full" in error  # all 16 MB usable
     assert "no room for its 16 MB" in refused and "free space there" in refused
+
+
+def test_a_forked_child_opens_its_own_store_and_the_parent_keeps_reading(tmp_path):
+    # LMDB: an environment serves only the process that opened it. A child freeing the one
+    # it inherited used to free the parent's reader slot (MDB_BAD_RSLOT in the parent).
+    state.configure(f"lmdb://{tmp_path}", "p")
+    assert state.incr("n") == 1 and state.get("n") == 1
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            state.configure(f"lmdb://{tmp_path}", "p")
+            code = 0 if state.incr("n") == 2 and state.get("n") == 2 else 1
+        finally:
+            os._exit(code)
+    assert os.waitpid(child, 0)[1] == 0
+    assert state.get("n") == 2 and state.incr("n") == 3
+    state.configure("")
+
+
+def test_two_stores_on_one_folder_in_a_process_share_one_environment(tmp_path):
+    first, second = state._Lmdb(str(tmp_path)), state._Lmdb(str(tmp_path) + "/")
+    assert first.incr(b"n", 1, None) == 1 and second.incr(b"n", 1, None) == 2
+    del second  # closing a second environment would free the first one's reader slot
+    assert first.get(b"n", None) == 2
+
+
+def test_a_counter_out_of_64_bits_is_a_state_error_not_a_wrong_count(tmp_path):
+    state.configure(f"lmdb://{tmp_path}", "p")
+    assert state.incr("big", by=2 ** 63 - 1) == 2 ** 63 - 1
+    with pytest.raises(state.StateError, match="counter would leave"):
+        state.incr("big")
+    assert state.get("big") == 2 ** 63 - 1
+    state.configure("")
+
+
+def test_a_store_that_did_not_open_raises_instead_of_crashing(tmp_path):
+    probe = ("import _mtapy_lmdb\n"
+             "s = _mtapy_lmdb.Store.__new__(_mtapy_lmdb.Store)\n"
+             "try:\n    s.get(b'k')\nexcept ValueError as e:\n    print(e)\n")
+    r = subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and "did not open" in r.stdout, (r.returncode, r.stderr)
