@@ -4,6 +4,7 @@ the embedded store and on a real Redis), sends one alert, and pools cannot see e
 """
 
 import os
+import pathlib
 import re
 import signal
 import subprocess
@@ -212,6 +213,60 @@ def test_one_pool_cannot_see_another_pools_keys(make_daemon, stage, harness, use
     assert exim_call(harness, conf_b, "listdir", a_dir) == (OK, b"denied")
     assert os.stat(a_dir).st_uid == users["mtapy-t1"].pw_uid
     assert oct(os.stat(a_dir).st_mode & 0o777) == "0o700"
+
+
+def test_pools_with_redis_users_of_their_own_cannot_reach_each_other(make_daemon, stage,
+                                                                       harness):
+    # The key prefix keeps mtapy.state's callers apart; a Redis user per pool, allowed only
+    # its prefix, keeps apart a policy that talks to Redis itself. Its password stays out of
+    # argv, which every local user can read.
+    folder = stage / "run" / "redis-acl"
+    folder.mkdir()
+    folder.chmod(0o777)
+    sock = folder / "redis.sock"
+    (folder / "users.acl").write_text("user default off\n"
+                                      "user pool-a on >secret-a ~mtapy:a:* +@all\n"
+                                      "user pool-b on >secret-b ~mtapy:b:* +@all\n")
+    server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock),
+                               "--unixsocketperm", "777", "--dir", str(folder), "--save", "",
+                               "--aclfile", str(folder / "users.acl")], stdout=subprocess.DEVNULL)
+    try:
+        assert wait_for(sock.exists)
+        policy = policy_folder(stage, "redis-acl")
+        write(policy / "policy.py", """
+            import os
+            import redis
+            from mtapy import state
+            def put(key, value):
+                state.set(key, value)
+                return "ok"
+            def get(key):
+                return state.get(key, "absent")
+            def raw(key):  # around mtapy.state, with this pool's own credentials
+                try:
+                    found = redis.Redis.from_url(os.environ["MTAPY_STATE"]).get(key)
+                except redis.exceptions.NoPermissionError:
+                    return "denied"
+                return "absent" if found is None else found.decode()
+        """)
+        d = make_daemon(pool_toml("a", policy / "policy.py",
+                                  state=f"unix://pool-a:secret-a@{sock}?db=0") +
+                        pool_toml("b", policy / "policy.py", user="mtapy-t2",
+                                  state=f"unix://pool-b:secret-b@{sock}?db=0"))
+        conf_a, conf_b = shim_conf(d, pool="a"), shim_conf(d, pool="b")
+        assert exim_call(harness, conf_a, "put", "secret", "42") == (OK, b"ok")
+        assert exim_call(harness, conf_b, "get", "secret") == (OK, b"absent")
+        assert exim_call(harness, conf_a, "raw", "mtapy:a:secret") == (OK, b"s42")
+        assert exim_call(harness, conf_b, "raw", "mtapy:a:secret") == (OK, b"denied")
+        daemon = d.process.pid
+        workers = pathlib.Path(f"/proc/{daemon}/task/{daemon}/children").read_text().split()
+        assert workers
+        for pid in workers:
+            argv = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert b"secret-" not in argv and b"--pool" in argv, argv
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def test_after_the_window_the_count_starts_again(make_daemon, stage, harness):

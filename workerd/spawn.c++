@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <csignal>
+#include <cstring>
 #include <vector>
 
 namespace mtapy::workerd {
@@ -36,11 +37,20 @@ Spawned ExecSpawner::spawn(const PoolConfig& pool, const WorkerSpec& spec) {
       pool.onError == OnError::kAccept ? "1" : "0", "--on-error-value", pool.onErrorValue,
       "--lines", spec.lines >= 0 ? "1" : "0", "--code", spec.takeCode ? "take" : "use",
       "--max-rss-mb", std::to_string(pool.maxRssMb), "--max-open-fds",
-      std::to_string(pool.maxOpenFds), "--state", pool.state, "--filters", lines(pool.filters),
+      std::to_string(pool.maxOpenFds), "--filters", lines(pool.filters),
       "--pythonfilter-conf", pool.pythonfilterConf, "--on-exception", pool.onException};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // The state's URL goes in the environment, not in argv: it may hold a Redis password, and
+  // any local user can read a process's argv (/proc/PID/cmdline); its environment only its
+  // own user (pylib/mtapy/state.py reads MTAPY_STATE).
+  std::vector<std::string> environment = {"MTAPY_STATE=" + pool.state};
+  for (char** e = environ; *e != nullptr; ++e)
+    if (strncmp(*e, "MTAPY_STATE=", 12) != 0) environment.push_back(*e);
+  std::vector<char*> envp;
+  for (std::string& e : environment) envp.push_back(e.data());
+  envp.push_back(nullptr);
 
   int pair[2], output[2];
   KJ_SYSCALL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair));
@@ -78,7 +88,7 @@ Spawned ExecSpawner::spawn(const PoolConfig& pool, const WorkerSpec& spec) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    execv(program_.c_str(), argv.data());
+    execve(program_.c_str(), argv.data(), envp.data());
     _exit(127);
   }
   return {pid, kj::mv(ours), kj::mv(outRead)};

@@ -43,8 +43,9 @@ struct Options {
   uint32_t slot = 0;
   bool lines = false;
   bool takeCode = false;
-  // pylib/mtapy/state.py and _worker.py read these from the environment.
-  std::string state, filters, pythonfilterConf, onException;
+  // pylib/mtapy/_worker.py reads these from the environment (and state.py MTAPY_STATE, which
+  // the daemon puts there itself: it may hold a password, and argv is readable by all).
+  std::string filters, pythonfilterConf, onException;
   PoolFacts pool;
 };
 
@@ -94,7 +95,6 @@ int run(Options& options) {
   // caller's connection outlives us until the daemon has answered on it (generation.c++).
   pid_t keeper = options.lines ? startKeeper() : 0;
   setenv("MTAPY_POOL", options.pool.name.c_str(), 1);
-  setenv("MTAPY_STATE", options.state.c_str(), 1);
   setenv("MTAPY_FILTERS", options.filters.c_str(), 1);
   setenv("MTAPY_PYTHONFILTER_CONF", options.pythonfilterConf.c_str(), 1);
   setenv("MTAPY_ON_EXCEPTION", options.onException.c_str(), 1);
@@ -176,8 +176,6 @@ int main(int argc, char** argv) {
       options.pool.maxRssBytes = uint64_t(std::stoull(value)) << 20;
     else if (flag == "--max-open-fds")
       options.pool.maxOpenFds = unsigned(std::stoul(value));
-    else if (flag == "--state")
-      options.state = value;
     else if (flag == "--filters")
       options.filters = value;
     else if (flag == "--pythonfilter-conf")
