@@ -4,8 +4,8 @@
 # ${readsocket} listener, a Twisted ${readsocket} daemon, Exim's embedded Perl) and
 # local_scan_path = mtapy_exim.so for 2 KB / 100 KB / 1 MB messages; the ${readsocket} listeners
 # also driven alone by a C client (rawpp lines). Prints markdown tables.
-# Needs exim4-daemon-heavy (Perl, ${dlfunc}) and, for the Twisted daemon, python3-twisted
-# (without it a socketserver daemon stands in). Takes about 8 minutes with the defaults.
+# Needs exim4-daemon-heavy (Perl, ${dlfunc}); installs python3-twisted for the seed's daemon.
+# Takes about 8 minutes with the defaults.
 # Usage (as root):  MTAPY_BUILD=build [MTAPY_OLD_BUILD=DIR] bash tests/bench/exim-run.sh [options]
 #   MTAPY_BEFORE_SHIM: also measure the preload style through this mtapy_exim.so (e.g. a build
 #   of the commit before a change to the shim), against the same daemon: style preload_before.
@@ -35,8 +35,9 @@ old=()
 [ -z "${MTAPY_BEFORE_SHIM:-}" ] || old+=(--before-shim "$MTAPY_BEFORE_SHIM")
 /usr/sbin/exim4 -bV | grep -q 'Perl.*Expand_dlfunc' ||
   { echo "exim-run.sh: needs exim4-daemon-heavy (Perl and Expand_dlfunc)" >&2; exit 1; }
-/usr/bin/python3 -c 'import twisted.internet' 2>/dev/null ||
-  echo "exim-run.sh: python3-twisted missing; the readsocket daemon will be socketserver" >&2
+# The seed's ${readsocket} daemon is Twisted: the peer to measure against (idempotent).
+dpkg-query -W -f='${Status}' python3-twisted 2>/dev/null | grep -q "ok installed" ||
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-twisted
 
 work=$(mktemp -d /tmp/mtapy-bench-bin.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -91,6 +91,9 @@ def main():
     p.add_argument("--alone-calls", type=int, default=20000)
     p.add_argument("--alone-warmup", type=int, default=500)
     a = p.parse_args()
+    if not eb.have_twisted():
+        sys.exit("ratelimit_bench.py: the seed's daemon needs Twisted: apt-get install -y "
+                 "python3-twisted")
     build = pathlib.Path(eb.os.environ.get("MTAPY_BUILD", eb.TOP / "build")).resolve()
     eb.ensure_user(eb.POOL_USER)
     bench_bin = pathlib.Path(tempfile.mkdtemp(prefix="mtapy-rl-bin-"))
