@@ -19,8 +19,9 @@ cmake --install "$top/build" >/dev/null
 say "Configuring /etc/mtapy"
 id mtapy >/dev/null 2>&1 || adduser --system --group --no-create-home --quiet mtapy
 install -d -m 0755 /etc/mtapy
-install_once() { [ -e "$2" ] || install -m "${3:-0644}" "$1" "$2"; }
-install_once "$top/deploy/workerd.toml" /etc/mtapy/workerd.toml 0600  # may hold Redis passwords
+install_once() { [ -e "$2" ] || install -m 0644 "$1" "$2"; }
+install_once "$top/deploy/workerd.toml" /etc/mtapy/workerd.toml
+chmod 0600 /etc/mtapy/workerd.toml  # root's alone: it may hold Redis passwords
 install_once "$top/deploy/shim.conf" /etc/mtapy/shim.conf
 install_once "$top/deploy/policies/sample.py" /etc/mtapy/policy.py
 install -m 0644 "$top/deploy/quickstart/exim.conf" /etc/mtapy/exim-quickstart.conf

@@ -198,4 +198,11 @@ def install() -> None:
     """Route open() and os's stat family through this module (once per worker, before the
     policy is imported)."""
     builtins.open = io.open = open
+    for original, wrapper in ((os.stat, stat), (os.lstat, lstat), (os.access, access)):
+        # What os.supports_fd and the like say of the original holds for the wrapper: shutil
+        # chooses its symlink-safe rmtree() by them.
+        for supports in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks,
+                         os.supports_effective_ids):
+            if original in supports:
+                supports.add(wrapper)
     os.stat, os.lstat, os.access = stat, lstat, access

@@ -266,7 +266,12 @@ class _Redis:
         timeouts = {"socket_timeout": 1.0}
         if not url.startswith("unix://"):
             timeouts["socket_connect_timeout"] = 1.0
-        self._client = redis.Redis.from_url(url, retry_on_timeout=False, **timeouts)
+        try:
+            self._client = redis.Redis.from_url(url, retry_on_timeout=False, **timeouts)
+        except (ValueError, redis.RedisError):
+            # Not its message: it can quote the URL's password.
+            raise StateError("the pool's Redis URL does not parse (workerd.toml: state); "
+                             "percent-encode / # ? @ in its password") from None
         self._incr = self._client.register_script(self.INCR)
         self._hit = self._client.register_script(self.HIT)
 

@@ -8,6 +8,7 @@ import builtins
 import io
 import os
 import pathlib
+import subprocess
 
 import pytest
 
@@ -97,3 +98,22 @@ def test_stat_and_access_answer_for_the_calls_paths_only_during_the_call(files):
         assert not os.access(CONTROL, os.W_OK) and not os.access(DATA, os.X_OK)
         assert not os.path.exists("/spool/tmp/1/D2")  # another message: as usual
     assert not os.path.exists(DATA)  # the call is over
+
+
+def test_installed_wrappers_keep_shutil_s_symlink_safe_functions(tmp_path):
+    # shutil picks its symlink-attack-safe rmtree() and copystat() by os.supports_*; a
+    # wrapper missing there turned rmtree() unsafe and broke copystat(follow_symlinks=False).
+    probe = """
+import os, shutil, sys
+from mtapy import passed_files
+passed_files.install()
+import shutil, importlib
+importlib.reload(shutil)
+folder = sys.argv[1]
+os.symlink("nowhere", folder + "/a")
+shutil.copystat(folder + "/a", folder + "/a", follow_symlinks=False)
+print(shutil.rmtree.avoids_symlink_attacks, "ok")
+"""
+    r = subprocess.run(["/usr/bin/python3", "-c", probe, str(tmp_path)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.split() == ["True", "ok"], (r.stdout, r.stderr)

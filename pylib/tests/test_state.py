@@ -240,3 +240,11 @@ def test_a_store_that_did_not_open_raises_instead_of_crashing(tmp_path):
     r = subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 0 and "did not open" in r.stdout, (r.returncode, r.stderr)
+
+
+def test_a_redis_url_that_does_not_parse_is_a_state_error_without_the_password():
+    state.configure("redis://pool-a:pw9/x7q@localhost:6379/0", "p")  # redis-py quoted "pw9"
+    with pytest.raises(state.StateError, match="does not parse") as failure:
+        state.incr("k")
+    assert "pw9" not in str(failure.value) and "x7q" not in str(failure.value)
+    state.configure("")
