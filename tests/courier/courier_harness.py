@@ -253,6 +253,9 @@ class Courier:
     def _configure_esmtpd(self, inside):
         settings = {"PORT": str(self.port), "ADDRESS": "127.0.0.1", "BOFHCHECKDNS": "0",
                     "TARPIT": "0", "ESMTP_LOG_DIALOG": "1",
+                    # Every test client is 127.0.0.1: at the default 5 sessions per address,
+                    # sessions just closed but not yet reaped refused concurrent tests' next.
+                    "MAXPERIP": "100",
                     # No reverse lookup of the client: the machine has no DNS to ask.
                     "TCPDOPTS": '"-nodnslookup -stderrlogger=/usr/sbin/courierlogger '
                                 '-noidentlookup"'}

@@ -310,8 +310,7 @@ def test_a_50_mb_message_passes(world):
 def test_greylisting_is_one_state_across_the_pools_workers(world):
     subject = "grey"
     recipient = BOB
-    # Three sessions at a time: Courier's esmtpd allows five per client address (MAXPERIP),
-    # and a session closed a moment ago may still count.
+    # Three sessions at a time, so that several workers take them.
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         codes = list(pool.map(lambda i: world.send(f"{i} grey", recipients=(recipient,)).data[0],
                               range(8)))
