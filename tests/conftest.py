@@ -121,7 +121,11 @@ class Daemon:
     def stop(self, timeout=20):
         if self.process and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"mtapy-workerd did not stop within {timeout} s of SIGTERM; "
+                                     f"its log:\n{self.log()[-4000:]}") from None
         return self.process.returncode if self.process else None
 
     def ctl(self, *args, timeout=30):

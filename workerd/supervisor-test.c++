@@ -153,6 +153,26 @@ TEST_CASE("a held generation's workers take no call before go(), then each gets 
   std::system((std::string("rm -rf ") + folder).c_str());
 }
 
+TEST_CASE("abandoning a generation kills a worker that leads no process group yet") {
+  // As a worker is just after fork(), before its setsid(): SIGTERM to the daemon then once
+  // left the abandoned worker running and the daemon waiting for it forever.
+  PoolConfig pool = onePool();
+  auto io = kj::setupAsyncIo();
+  ScriptSpawner spawner("exec sleep 600");  // never says Hello, in our process group
+  Quiet events;
+  Supervisor supervisor(pool, spawner, WorkerSpec{0, 1, -1, -1, -1, -1, false}, 1, true, io,
+                        events);
+  supervisor.start();
+  auto& timer = io.provider->getTimer();
+  timer.afterDelay(100 * kj::MILLISECONDS).wait(io.waitScope);
+  REQUIRE(spawner.spawned == 1);
+  bool ended = supervisor.end(Supervisor::Ending::kAbandon)
+                   .then([]() { return true; })
+                   .exclusiveJoin(timer.afterDelay(5 * kj::SECONDS).then([]() { return false; }))
+                   .wait(io.waitScope);
+  CHECK(ended);
+}
+
 TEST_CASE("a boot error said just before the worker exits is reported, not lost") {
   PoolConfig pool = onePool();
   auto io = kj::setupAsyncIo();

@@ -84,8 +84,19 @@ Supervisor::Supervisor(const PoolConfig& config, Spawner& spawner, WorkerSpec de
       target_(config.maxIdleMs ? config.minProcesses : config.processLimit),
       tasks_(*this) {}
 
+namespace {
+
+// A worker and what it forked. It leads a process group of its own only once its side of
+// fork() has called setsid(): a worker killed just after it was spawned must be named by pid.
+void killWorker(pid_t pid) {
+  kill(-pid, SIGKILL);
+  kill(pid, SIGKILL);
+}
+
+}  // namespace
+
 Supervisor::~Supervisor() noexcept {
-  for (auto& w : workers_) kill(-w->pid, SIGKILL);  // and what it forked
+  for (auto& w : workers_) killWorker(w->pid);
 }
 
 void Supervisor::start() {
@@ -375,7 +386,7 @@ kj::Promise<void> Supervisor::end(Ending how) {
     w->state = Worker::kStopping;
     pid_t pid = w->pid;
     if (how == Ending::kAbandon) {
-      kill(-pid, SIGKILL);  // it and what its policy forked while importing
+      killWorker(pid);  // it and what its policy forked while importing
       continue;
     }
     tell(*w, how == Ending::kDrain ? 'd' : 'r');
