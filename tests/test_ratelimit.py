@@ -19,28 +19,65 @@ from test_daemon import FAIL, OK, exim_call, harness, shim_conf  # noqa: F401
 from test_reload import policy_folder, reload, write
 
 
-@pytest.fixture
-def redis_server(stage, request):
-    """A private redis-server on a Unix socket that the pool's user may use."""
-    folder = stage / "run" / f"redis-{request.node.name[:40]}"
+def start_redis(folder, acl=None):
+    """A private redis-server on a Unix socket in FOLDER that pool users may use; with ACL,
+    the text of its users file. Returns {"process", "sock", "restart", "stop"}."""
     folder.mkdir()
     folder.chmod(0o777)
     sock = folder / "redis.sock"
     command = ["redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm",
                "777", "--dir", str(folder), "--save", "3600 1", "--appendonly", "no"]
-    server = {"process": subprocess.Popen(command, stdout=subprocess.DEVNULL), "sock": sock}
-    assert wait_for(sock.exists)
+    if acl is not None:
+        (folder / "users.acl").write_text(acl)
+        command += ["--aclfile", str(folder / "users.acl")]
+    server = {"sock": sock}
 
-    def restart():
-        server["process"].terminate()  # SIGTERM: redis saves its data first
-        server["process"].wait(10)
+    def start():
         server["process"] = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         assert wait_for(sock.exists)
 
-    server["restart"] = restart
+    def stop():
+        server["process"].terminate()  # SIGTERM: redis saves its data first
+        server["process"].wait(10)
+
+    def restart():
+        stop()
+        start()
+
+    start()
+    server.update(restart=restart, stop=stop)
+    return server
+
+
+@pytest.fixture
+def redis_server(stage, request):
+    server = start_redis(stage / "run" / f"redis-{request.node.name[:40]}")
     yield server
-    server["process"].terminate()
-    server["process"].wait(10)
+    server["stop"]()
+
+
+# What a pool sees of the shared state: through mtapy.state, its folder, and Redis directly.
+STATE_PROBE = """
+    import os
+    from mtapy import state
+    def put(key, value):
+        state.set(key, value)
+        return "ok"
+    def get(key):
+        return state.get(key, "absent")
+    def listdir(path):
+        try:
+            return ",".join(os.listdir(path))
+        except PermissionError:
+            return "denied"
+    def raw(key):  # around mtapy.state, with this pool's own Redis credentials
+        import redis
+        try:
+            found = redis.Redis.from_url(os.environ["MTAPY_STATE"]).get(key)
+        except redis.exceptions.NoPermissionError:
+            return "denied"
+        return "absent" if found is None else found.decode()
+"""
 
 
 LIMITER = """
@@ -178,8 +215,7 @@ def test_redis_unreachable_fails_the_call_and_counts_nothing(make_daemon, stage,
                               state=f"unix://{redis_server['sock']}"))
     conf = shim_conf(d)
     assert {exim_call(harness, conf, "over", "k") for _ in range(10)} == {(OK, b"false")}
-    redis_server["process"].terminate()
-    redis_server["process"].wait(10)
+    redis_server["stop"]()
     rc, message = exim_call(harness, conf, "over", "k")
     assert rc == FAIL and b"Redis" in message, message  # on_error: the MTA defers
     redis_server["restart"]()
@@ -188,20 +224,7 @@ def test_redis_unreachable_fails_the_call_and_counts_nothing(make_daemon, stage,
 
 def test_one_pool_cannot_see_another_pools_keys(make_daemon, stage, harness, users):
     folder = policy_folder(stage, "state-isolation")
-    write(folder / "policy.py", """
-        import os
-        from mtapy import state
-        def put(key, value):
-            state.set(key, value)
-            return "ok"
-        def get(key):
-            return state.get(key, "absent")
-        def listdir(path):
-            try:
-                return ",".join(os.listdir(path))
-            except PermissionError:
-                return "denied"
-    """)
+    write(folder / "policy.py", STATE_PROBE)
     d = make_daemon(pool_toml("a", folder / "policy.py") +
                     pool_toml("b", folder / "policy.py", user="mtapy-t2"),
                     daemon_extra=f'state_dir = "{stage}/run/state-isolation"')
@@ -220,35 +243,14 @@ def test_pools_with_redis_users_of_their_own_cannot_reach_each_other(make_daemon
     # The key prefix keeps mtapy.state's callers apart; a Redis user per pool, allowed only
     # its prefix, keeps apart a policy that talks to Redis itself. Its password stays out of
     # argv, which every local user can read.
-    folder = stage / "run" / "redis-acl"
-    folder.mkdir()
-    folder.chmod(0o777)
-    sock = folder / "redis.sock"
-    (folder / "users.acl").write_text("user default off\n"
-                                      "user pool-a on >secret-a ~mtapy:a:* +@all\n"
-                                      "user pool-b on >secret-b ~mtapy:b:* +@all\n")
-    server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock),
-                               "--unixsocketperm", "777", "--dir", str(folder), "--save", "",
-                               "--aclfile", str(folder / "users.acl")], stdout=subprocess.DEVNULL)
+    server = start_redis(stage / "run" / "redis-acl",
+                         acl="user default off\n"
+                             "user pool-a on >secret-a ~mtapy:a:* +@all\n"
+                             "user pool-b on >secret-b ~mtapy:b:* +@all\n")
+    sock = server["sock"]
     try:
-        assert wait_for(sock.exists)
         policy = policy_folder(stage, "redis-acl")
-        write(policy / "policy.py", """
-            import os
-            import redis
-            from mtapy import state
-            def put(key, value):
-                state.set(key, value)
-                return "ok"
-            def get(key):
-                return state.get(key, "absent")
-            def raw(key):  # around mtapy.state, with this pool's own credentials
-                try:
-                    found = redis.Redis.from_url(os.environ["MTAPY_STATE"]).get(key)
-                except redis.exceptions.NoPermissionError:
-                    return "denied"
-                return "absent" if found is None else found.decode()
-        """)
+        write(policy / "policy.py", STATE_PROBE)
         d = make_daemon(pool_toml("a", policy / "policy.py",
                                   state=f"unix://pool-a:secret-a@{sock}?db=0") +
                         pool_toml("b", policy / "policy.py", user="mtapy-t2",
@@ -265,8 +267,7 @@ def test_pools_with_redis_users_of_their_own_cannot_reach_each_other(make_daemon
             argv = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
             assert b"secret-" not in argv and b"--pool" in argv, argv
     finally:
-        server.terminate()
-        server.wait(10)
+        server["stop"]()
 
 
 def test_after_the_window_the_count_starts_again(make_daemon, stage, harness):
