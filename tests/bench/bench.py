@@ -60,7 +60,8 @@ def slow():
     return "slept"
 """
 
-RESULT = re.compile(r"RESULT p50_us=(\S+) p99_us=(\S+) max_us=(\S+) calls_per_s=(\S+) calls=(\d+)")
+RESULT = re.compile(r"RESULT p50_us=(\S+) p99_us=(\S+) max_us=(\S+) calls_per_s=(\S+) calls=(\d+)"
+                    r"(?: p90_us=(\S+) mean_us=(\S+))?")
 PHASES = re.compile(r"PHASES fork_us=(\S+) first_us=(\S+) second_us=(\S+) "
                     r"first_faults=(\S+) second_faults=(\S+)")
 ISOLATION = re.compile(r"ISOLATION slow_rc=(-?\d+) slow_ms=(\S+) overlapped=(\d)")
@@ -292,6 +293,8 @@ def run(cmd, env=None, timeout=300, server_pids=None, calls_for_cpu=0):
     if not m:
         raise RuntimeError(f"no RESULT from {' '.join(cmd)}:\n{r.stdout}\n{r.stderr}")
     out = {"p50": float(m[1]), "p99": float(m[2]), "max": float(m[3]), "cps": float(m[4])}
+    if m[6]:
+        out.update(p90=float(m[6]), mean=float(m[7]))
     m = ISOLATION.search(r.stdout)
     if m:
         out.update(slow_rc=int(m[1]), slow_ms=float(m[2]), overlapped=int(m[3]))
