@@ -238,6 +238,41 @@ def test_reload_on_change_makes_an_edit_live_within_two_seconds(make_daemon, sta
     assert log_lines(d, "pool a: generation 2 is live")
 
 
+@pytest.mark.parametrize("switch", ["rename over", "ln -sfn"])
+def test_reload_on_change_follows_a_release_symlink_switched_to_new_code(
+        make_daemon, stage, harness, switch):
+    """A release deploy: policy = .../current/policy.py, current -> releases/N, and a deploy
+    makes the link again to point at the next release (atomically, or as `ln -sfn` does)."""
+    site = policy_folder(stage, f"releases-{switch.split()[0]}")
+    releases = [site / "v1", site / "v2", site / "v3"]
+    for number, release in enumerate(releases, 1):
+        release.mkdir(mode=0o755)
+        set_version(release, f"v{number}")
+    current = site / "current"
+    current.symlink_to("v1")
+    d = make_daemon(pool_toml("a", current / "policy.py") + "reload_on_change = true\n")
+    conf = shim_conf(d)
+    assert exim_call(harness, conf, "version") == (OK, b"v1")
+
+    def switch_to(release):
+        if switch == "ln -sfn":
+            subprocess.run(["ln", "-sfn", release.name, str(current)], check=True)
+        else:
+            (site / "next").symlink_to(release.name)
+            os.replace(site / "next", current)
+
+    switch_to(releases[1])
+    assert wait_for(lambda: exim_call(harness, conf, "version") == (OK, b"v2"), timeout=5), \
+        d.log()
+    # The folder watch moved with the link: an edit in the new release is seen too.
+    write(releases[1] / "helper.py", "VERSION = 'v2 edited'\n")
+    assert wait_for(lambda: exim_call(harness, conf, "version") == (OK, b"v2 edited"),
+                    timeout=5), d.log()
+    switch_to(releases[2])
+    assert wait_for(lambda: exim_call(harness, conf, "version") == (OK, b"v3"), timeout=5), \
+        d.log()
+
+
 def test_without_a_reload_an_edit_changes_no_answer_while_workers_come_and_go(
         make_daemon, stage, harness):
     folder = policy_folder(stage, "reload-fixed")
