@@ -128,6 +128,38 @@ def test_the_exim_shim_loads_with_only_the_symbols_stock_exim_exports(harness):
     assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
 
 
+EXTENSIONS = """
+    import importlib, os, sysconfig
+
+    def import_every_extension():
+        # Every C extension of the standard library: each resolves the C API against the
+        # worker, the program that embeds CPython, as it would against /usr/bin/python3.
+        folder = os.path.join(sysconfig.get_path("stdlib"), "lib-dynload")
+        failed = []
+        for name in sorted(os.listdir(folder)):
+            try:
+                importlib.import_module(name.split(".")[0])
+            except ImportError as e:
+                failed.append(f"{name}: {e}")
+        return "; ".join(failed) or "all imported"
+"""
+
+
+def test_the_worker_exports_the_python_api_and_none_of_its_own_code(make_daemon, stage):
+    # Its own code (kj, capnp, mtapy) exported would let an extension module bind to the
+    # worker's copies of kj and capnp in place of the libraries it was built against.
+    out = subprocess.run(["nm", "-D", "--defined-only", str(stage / "bin" / "mtapy-worker")],
+                         capture_output=True, text=True, check=True).stdout
+    symbols = [line.split()[-2:] for line in out.splitlines() if line.strip()]
+    # Left exported by the linker, rightly: weak copies (W, V) of what libkj and libstdc++
+    # define too, so that the process has one of each (kj::Exception's typeinfo, say).
+    own = sorted(name for kind, name in symbols
+                 if "mtapy" in name or (name.startswith("_Z") and kind not in "WV"))
+    assert not own, f"{len(own)} of the worker's own symbols exported, e.g. {own[:5]}"
+    d = make_daemon(pool_toml("a", write_policy(stage, "extensions.py", EXTENSIONS)))
+    assert d.call("a", "import_every_extension")[:2] == (0, "all imported")
+
+
 def test_loading_the_shim_is_silent_whatever_shim_conf_says(harness, tmp_path):
     # Loaded into Exim, the shim reads shim.conf and rehearses a call before any is made
     # (shim/exim/expand.c++); a wrong file or a missing daemon is for the calls to report.
