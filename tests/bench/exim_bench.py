@@ -65,7 +65,7 @@ sys.path[:0] = [str(TOP / "tests"), str(TOP / "tests" / "exim")]
 
 from conftest import Daemon, copy_pylib, ensure_user, free_port, pool_toml, wait_for  # noqa: E402
 from exim_harness import EXIM, Exim, listening, main_config  # noqa: E402
-from bench import cpu_seconds, fmt as bench_fmt, med, old_commit, source_of  # noqa: E402  (bench.py)
+from bench import RESULT, cpu_seconds, fmt as bench_fmt, med, old_commit, source_of  # noqa: E402  (bench.py)
 
 POOL_USER = "mtapy-t1"
 CLIENTS = ("Debian-exim", "root")
@@ -661,9 +661,6 @@ def one_run(stage, rep, mode, a):
         if old:
             old.stop()
     return res
-
-
-RESULT = re.compile(r"RESULT p50_us=(\S+) p99_us=(\S+) max_us=(\S+) calls_per_s=(\S+) calls=(\d+)")
 
 
 def listener_alone(stage, listener, prefix, a):
