@@ -146,8 +146,8 @@ EXTENSIONS = """
 
 
 def test_the_worker_exports_the_python_api_and_none_of_its_own_code(make_daemon, stage):
-    # Its own code (kj, capnp, mtapy) exported would let an extension module bind to the
-    # worker's copies of kj and capnp in place of the libraries it was built against.
+    # Its own code exported would let an extension module with a function of the same name
+    # bind to the worker's (the dynamic linker looks in the program first).
     out = subprocess.run(["nm", "-D", "--defined-only", str(stage / "bin" / "mtapy-worker")],
                          capture_output=True, text=True, check=True).stdout
     symbols = [line.split()[-2:] for line in out.splitlines() if line.strip()]

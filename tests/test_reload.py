@@ -273,6 +273,44 @@ def test_reload_on_change_follows_a_release_symlink_switched_to_new_code(
         d.log()
 
 
+def test_reload_on_change_follows_links_in_links_and_a_release_made_after_the_switch(
+        make_daemon, stage, harness):
+    """policy = .../etc/current/policy.py, with etc -> srv (absolute) and srv/current a plain
+    folder at first: made a link later, switched to a release that does not exist yet."""
+    site = policy_folder(stage, "links-in-links")
+    (site / "srv").mkdir(mode=0o755)
+    (site / "etc").symlink_to(site / "srv")
+    current = site / "srv" / "current"
+    current.mkdir(mode=0o755)
+    set_version(current, "v1")
+    d = make_daemon(pool_toml("a", site / "etc" / "current" / "policy.py")
+                    + "reload_on_change = true\n")
+    conf = shim_conf(d)
+    assert exim_call(harness, conf, "version") == (OK, b"v1")
+
+    def live(version):
+        return wait_for(lambda: exim_call(harness, conf, "version") == (OK, version), timeout=5)
+
+    # The plain folder becomes a link to a release (the layout of a first release deploy).
+    release = site / "srv" / "r2"
+    release.mkdir(mode=0o755)
+    set_version(release, "v2")
+    current.rename(site / "srv" / "old")
+    current.symlink_to("r2")
+    assert live(b"v2"), d.log()
+    # Switched to a release that is not there yet: once it is, its code is live.
+    (site / "srv" / "next").symlink_to("r3")
+    os.replace(site / "srv" / "next", current)
+    time.sleep(0.5)
+    staging = site / "srv" / ".r3"
+    staging.mkdir(mode=0o755)
+    set_version(staging, "v3")
+    staging.rename(site / "srv" / "r3")
+    assert live(b"v3"), d.log()
+    write(site / "srv" / "r3" / "helper.py", "VERSION = 'v3 edited'\n")
+    assert live(b"v3 edited"), d.log()
+
+
 def test_without_a_reload_an_edit_changes_no_answer_while_workers_come_and_go(
         make_daemon, stage, harness):
     folder = policy_folder(stage, "reload-fixed")

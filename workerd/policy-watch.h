@@ -4,9 +4,9 @@
 //              a .py file. Calls back once the folder has been quiet for kQuiet, so that a save
 //              of several files, or an editor's temporary files, give one reload. Packages in
 //              subfolders are not watched: reload by hand after changing them.
-//              A symlink on the folder's path (current -> releases/42, as release deploys
-//              switch code) is followed: the folder holding the link is watched for it, and
-//              when the link is made again the folder watch moves to the new target.
+//              Symlinks on the folder's path (current -> releases/42, as release deploys
+//              switch code) are followed: every folder on the way is watched for the next
+//              name being made anew, and then the folder's watch moves to the new target.
 // SEE ALSO     pool.c++ (what the callback does), README.md "Reloading policy"
 #pragma once
 
@@ -24,7 +24,7 @@ class PolicyWatch {
   PolicyWatch(const std::string& policy, kj::AsyncIoContext& io, kj::Function<void()> changed);
 
  private:
-  bool watch();
+  void watch();
   bool relevant(int wd, const std::string& name) const;
   kj::Promise<void> readEvents();
   kj::Promise<void> settle();
@@ -32,7 +32,8 @@ class PolicyWatch {
   std::string folder_, policyName_;
   int fd_ = -1;  // owned by events_
   int folderWd_ = -1;
-  std::vector<std::pair<int, std::string>> links_;  // (watch of a link's folder, link's name)
+  // Each folder on the way to folder_, links resolved: (its watch, the next name on the way).
+  std::vector<std::pair<int, std::string>> steps_;
   kj::AsyncIoContext& io_;
   kj::Function<void()> changed_;
   kj::Own<kj::AsyncInputStream> events_;
