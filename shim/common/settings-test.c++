@@ -38,6 +38,11 @@ TEST_CASE("a wrong line is an error with its line number") {
   CHECK(parseSettings("pool = a\nsokket = /x\n", "/etc/mtapy/shim.conf").error ==
         "/etc/mtapy/shim.conf:2: unknown key sokket (expected socket_dir, pool, timeout or socket)");
   CHECK(parseSettings("timeout = soon\n", "f").error == "f:1: timeout: expected e.g. 30s or 500ms");
+  // 4294968 s is past 2^32 ms: taken, it would wrap around to an 11-minute timeout.
+  CHECK(parseSettings("timeout = 4294968s\n", "f").error ==
+        "f:1: timeout: expected e.g. 30s or 500ms");
+  CHECK(parseSettings("timeout = 4294967296ms\n", "f").error ==
+        "f:1: timeout: expected e.g. 30s or 500ms");
   CHECK(parseSettings("socket\n", "f").error == "f:1: expected key = value");
 }
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <climits>
 #include <cstdlib>
 
 namespace mtapy::shim {
@@ -25,9 +26,9 @@ unsigned parseDuration(const std::string& value) {
     return 0;
   }
   std::string unit = value.substr(end);
-  if (unit == "ms") return unsigned(n);
-  if (unit == "s" || unit.empty()) return unsigned(n * 1000);
-  return 0;
+  if (unit == "ms" && n <= UINT_MAX) return unsigned(n);
+  if ((unit == "s" || unit.empty()) && n <= UINT_MAX / 1000) return unsigned(n * 1000);
+  return 0;  // as a bad value: a timeout that wrapped around would be a short one
 }
 
 }  // namespace

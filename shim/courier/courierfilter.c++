@@ -27,6 +27,9 @@ namespace mtapy::courier {
 namespace {
 
 int run(const std::string& name) {
+  // Looked at first: started without fd 3 (by hand), a descriptor of ours would get number 3.
+  struct stat ready;
+  bool courierWaits = fstat(3, &ready) == 0;
   const shim::Settings& settings = shim::settings();
   if (!settings.error.empty()) {
     fprintf(stderr, "mtapy-courierfilter: %s; not started, so Courier passes mail unfiltered\n",
@@ -42,8 +45,7 @@ int run(const std::string& name) {
     return 1;
   }
   fcntl(socket.fd, F_SETFL, fcntl(socket.fd, F_GETFL) | O_NONBLOCK);
-  struct stat ready;
-  if (fstat(3, &ready) == 0) close(3);  // courierfilter start waits for this
+  if (courierWaits) close(3);  // courierfilter start waits for this
   fprintf(stderr, "mtapy-courierfilter: %s ready on %s\n", name.c_str(), socket.path.c_str());
 
   try {

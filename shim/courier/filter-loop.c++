@@ -23,8 +23,9 @@
 namespace mtapy::courier {
 namespace {
 
-// submit writes its request at once; a connection silent this long is not submit's.
-constexpr int64_t kRequestWaitMs = 30000;
+// submit writes its request at once; a connection silent this long is not submit's, and it
+// must not keep one of the message slots long from the submits waiting in the backlog.
+constexpr int64_t kRequestWaitMs = 5000;
 // The daemon answers a timed-out call itself, with a better message, if we wait this long more.
 constexpr int64_t kDaemonMarginMs = 1000;
 // Messages held at once (each holds its connection, and its files until sent); more wait in
@@ -185,10 +186,11 @@ class Loop {
       }
       if (n < 0) return finish(key, kTempfail, std::string("reading submit's request: ") +
                                                    strerror(errno));
+      size_t seen = m.text.size();
       m.text.append(buffer, size_t(n));
       Request request;
       try {
-        if (!parseRequest(m.text, request)) continue;
+        if (!parseRequest(m.text, seen > 0 ? seen - 1 : 0, request)) continue;
       } catch (const kj::Exception& e) {
         return finish(key, kTempfail, e.getDescription().cStr());
       }

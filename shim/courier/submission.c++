@@ -7,7 +7,10 @@
 #include <kj/debug.h>
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <algorithm>
 #include <cerrno>
@@ -42,10 +45,32 @@ std::string normalized(const std::string& path) {
   return out.empty() ? "/" : out;
 }
 
+// submit writes every message into Courier's tmp/ folder. Whoever may connect to the filter
+// socket (Courier's user and group; on Debian that user, daemon, is shared) could name any
+// other file, and its descriptor, opened read-write with Courier's rights, would go to the
+// pool's policy: so only regular files beneath tmp/, reached through no symlink, are opened.
 kj::AutoCloseFd openFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
+  static const std::string spool = normalized(localStateDir() + "/tmp");
+  static int spoolFd = -1;  // kept: one folder for the program's life
+  if (path.size() <= spool.size() + 1 || path.compare(0, spool.size() + 1, spool + "/") != 0) {
+    wire::fail(path + " is not in Courier's " + spool + "/ (is submit's localstatedir "
+               "another one than this filter's?)");
+  }
+  if (spoolFd < 0) spoolFd = open(spool.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (spoolFd < 0) wire::fail("cannot open " + spool + ": " + strerror(errno));
+  open_how how{};
+  // O_NONBLOCK: a lease on the file (or a FIFO) fails the open at once, where a blocking open
+  // would hold every other message until the lease was broken (45 s).
+  how.flags = O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  std::string beneath = path.substr(spool.size() + 1);
+  int fd = int(syscall(SYS_openat2, spoolFd, beneath.c_str(), &how, sizeof how));
   if (fd < 0) wire::fail("cannot open " + path + ": " + strerror(errno));
-  return kj::AutoCloseFd(fd);
+  kj::AutoCloseFd file(fd);
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) wire::fail(path + " is not a regular file");
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);  // the policy gets a plain file
+  return file;
 }
 
 // The message id (the M record of the first control file), for log lines; "" if none.
@@ -53,10 +78,10 @@ std::string messageId(int control) {
   char head[4096];
   ssize_t n = pread(control, head, sizeof head, 0);
   std::string text(head, n > 0 ? size_t(n) : 0);
-  size_t at = text.rfind("\nM", 0) == 0 ? 0 : text.find("\nM");
+  size_t at = text.compare(0, 1, "M") == 0 ? 0 : text.find("\nM");
   if (at == std::string::npos) return "";
-  size_t end = text.find('\n', at + 2);
-  return end == std::string::npos ? "" : text.substr(at + 2, end - at - 2);
+  size_t from = at == 0 ? 1 : at + 2, end = text.find('\n', from);
+  return end == std::string::npos ? "" : text.substr(from, end - from);
 }
 
 }  // namespace
@@ -66,9 +91,9 @@ void log(const std::string& line) {
   (void)!write(2, text.data(), text.size());
 }
 
-bool parseRequest(const std::string& text, Request& out) {
+bool parseRequest(const std::string& text, size_t from, Request& out) {
   if (!text.empty() && text[0] == '\n') wire::fail("submit's request names no data file");
-  size_t end = text.find("\n\n");
+  size_t end = text.find("\n\n", from);
   if (end == std::string::npos) {
     if (text.size() > kMaxRequestBytes) wire::fail("request over 64 KiB");
     return false;

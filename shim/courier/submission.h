@@ -32,9 +32,11 @@ struct Request {
   std::vector<std::string> controlPaths;  // absolute and normalized, as the files are
 };
 
-// Whether `text`, what submit has sent so far, is a whole request; then `out` has it.
+// Whether `text`, what submit has sent so far, is a whole request; then `out` has it. The
+// request's end is looked for from `from` on: what was not whole before the last part came
+// (searching all of it again for each part of a trickled request would be quadratic).
 // Throws on a request that can never be whole or valid (no data file, over 64 KiB).
-bool parseRequest(const std::string& text, Request& out);
+bool parseRequest(const std::string& text, size_t from, Request& out);
 
 // A doFilter call for `request` in `call` (id, pool and timeout still to stamp), with the
 // message's files opened into `files`, data file first. Returns the message id for logs.

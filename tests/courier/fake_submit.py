@@ -17,7 +17,8 @@ import time
 class FilterProgram:
     """mtapy-courierfilter started as courierfilter starts it, with a private Courier tree."""
 
-    def __init__(self, program, root: pathlib.Path, shim_conf, name="mtapy", max_files=None):
+    def __init__(self, program, root: pathlib.Path, shim_conf, name="mtapy", max_files=None,
+                 fd3=True):
         self.root = root
         self.spool = root / "var"  # Courier's localstatedir
         self.etc = root / "etc"  # Courier's sysconfdir
@@ -33,7 +34,9 @@ class FilterProgram:
         def ready_pipe_on_fd3():
             # As courierfilter arranges it. Python's own descriptors are close-on-exec, so
             # close_fds=False passes nothing else (and close_fds would close fd 3 after us).
-            if ready_write != 3:
+            if not fd3:  # started by hand: no fd 3 (Python's own are all close-on-exec)
+                os.set_inheritable(ready_write, False)
+            elif ready_write != 3:
                 os.dup2(ready_write, 3)
                 os.close(ready_write)
             if max_files:  # a filter that runs out of descriptors
@@ -46,7 +49,11 @@ class FilterProgram:
         os.close(stdin_read)
         os.close(ready_write)
         self.started = time.monotonic()
-        os.read(ready_read, 1)  # EOF once the filter closed fd 3 (or died)
+        if fd3:
+            os.read(ready_read, 1)  # EOF once the filter closed fd 3 (or died)
+        else:
+            while not self.socket.exists() and self.process.poll() is None:
+                time.sleep(0.01)
         self.ready_after = time.monotonic() - self.started
         os.close(ready_read)
 

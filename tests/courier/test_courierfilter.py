@@ -7,7 +7,10 @@ failure, several messages at once, and a clean stop. Real Courier: test_courier_
 """
 
 import concurrent.futures
+import fcntl
 import os
+import shutil
+import signal
 import socket
 import threading
 import time
@@ -162,6 +165,92 @@ def test_daemon_down_gives_4xx_and_recovery_when_it_returns(courier_pool, start_
     assert "cannot reach mtapy-workerd" in courier.output()
     daemon.start()
     assert courier.submit(data, ctl) == "200 Ok\n"
+
+
+def test_only_regular_files_in_courier_s_tmp_reach_the_policy(courier_pool, start_filter):
+    # Whoever may connect to the filter socket must not get any other file opened, read-write
+    # with Courier's rights, and handed to the pool's policy.
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    data, ctl = courier.message(message("whoami"), name="ok")
+    outside = courier.spool / "Doutside"
+    outside.write_bytes(message("whoami"))
+    (courier.spool / "elsewhere").mkdir()
+    shutil.copy(data, courier.spool / "elsewhere" / data.name)
+    (courier.spool / "tmp" / "escape").symlink_to(courier.spool / "elsewhere")
+    fifo = courier.spool / "tmp" / "1795" / "Dfifo"
+    os.mkfifo(fifo)
+    cases = {outside: "is not in Courier's", courier.spool / "tmp" / "escape" / data.name:
+             "Too many levels of symbolic links", fifo: "is not a regular file"}
+    for path, why in cases.items():
+        assert courier.submit(path, ctl) == TEMPFAIL, path
+        assert why in courier.output(), path
+    assert courier.submit(data, ctl).startswith("200 uid ")
+
+
+def test_a_leased_file_gets_4xx_at_once_and_holds_no_other_message(courier_pool, start_filter):
+    # A blocking open() of a file with a lease waits until the lease is broken (45 s), and
+    # the one event loop would hold every message meanwhile.
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    leased, ctl = courier.message(message("hello"), name="leased")
+    data, ctl2 = courier.message(message("hello"), name="free")
+    previous = signal.signal(signal.SIGIO, signal.SIG_IGN)  # the lease break's signal
+    holder = os.open(leased, os.O_RDONLY)
+    try:
+        fcntl.fcntl(holder, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        started = time.monotonic()
+        assert courier.submit(leased, ctl) == TEMPFAIL
+        assert courier.submit(data, ctl2) == "200 Ok\n"
+        assert time.monotonic() - started < 3
+    finally:
+        os.close(holder)
+        signal.signal(signal.SIGIO, previous)
+
+
+def test_a_request_trickled_a_byte_at_a_time_is_served(courier_pool, start_filter):
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    data, ctl = courier.message(message("spam"), name="trickle")
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(30)
+        conn.connect(str(courier.socket))
+        for byte in f"{data}\n{ctl}\n\n".encode():
+            conn.send(bytes([byte]))
+        assert conn.makefile("rb").read().decode() == \
+            "550-5.7.1 Rejected by policy\n550 5.7.1 Subject contains spam\n"
+
+
+def test_a_silent_connection_is_given_up_after_five_seconds(courier_pool, start_filter):
+    # Each connection holds one of the filter's message slots until its request is whole.
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(30)
+        conn.connect(str(courier.socket))
+        started = time.monotonic()
+        assert conn.makefile("rb").read().decode() == TEMPFAIL
+        assert 4 < time.monotonic() - started < 7
+    assert "submit sent no complete request" in courier.output()
+
+
+def test_started_without_fd_3_it_serves(courier_pool, start_filter):
+    # By hand or under another supervisor: no readiness pipe, and nothing else to close.
+    daemon = courier_pool()
+    courier = start_filter(daemon, fd3=False)
+    data, ctl = courier.message(message("hello"))
+    assert courier.submit(data, ctl) == "200 Ok\n"
+
+
+def test_the_message_id_is_read_also_from_a_control_file_that_starts_with_it(courier_pool,
+                                                                         start_filter):
+    daemon = courier_pool()
+    courier = start_filter(daemon)
+    daemon.stop()
+    data, ctl = courier.message(message("hello"),
+                                b"M00000000000000AB.000000006B01885B.000000C8\n" + default_control())
+    assert courier.submit(data, ctl) == TEMPFAIL
+    assert "message 00000000000000AB.000000006B01885B.000000C8: cannot reach" in courier.output()
 
 
 def test_messages_are_filtered_in_parallel(courier_pool, start_filter):
