@@ -10,9 +10,11 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -75,13 +77,15 @@ class Loop {
   }
 
   void run(const std::string& path) {
-    if (draining_) unlink(path.c_str());
+    stat(path.c_str(), &ours_);  // the socket there is the one just made for us
+    if (draining_) unlinkOurs(path);
     for (;;) {
       // Done when the backlog is seen empty with every message answered.
       if (draining_ && messages_.empty() && acceptAll() && messages_.empty()) return;
       int timeout = -1;
       if (!deadlines_.empty()) {
-        timeout = int(std::max<int64_t>(0, deadlines_.begin()->first - wire::deadlineIn(0)));
+        int64_t wait = deadlines_.begin()->first - wire::deadlineIn(0);
+        timeout = int(std::clamp<int64_t>(wait, 0, INT_MAX));  // a timeout may be 49 days
       }
       epoll_event events[64];
       int n = epoll_wait(epoll_.get(), events, 64, timeout);
@@ -93,7 +97,7 @@ class Loop {
         } else if (tag == kStdin) {
           if (stdinEnded()) {
             epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, 0, nullptr);
-            unlink(path.c_str());  // submit connects no more; the backlog is still served
+            unlinkOurs(path);  // submit connects no more; the backlog is still served
             draining_ = true;
           }
         } else if (tag == kPool) {
@@ -123,6 +127,16 @@ class Loop {
     if (epoll_ctl(epoll_.get(), op, fd, event(events, tag)) == 0) return true;
     log(std::string("epoll_ctl: ") + strerror(errno));
     return false;
+  }
+
+  // Unlink the socket at PATH if it is still ours: a filter started after us may have put its
+  // own there (courierfilter restarted), and that one must stay.
+  void unlinkOurs(const std::string& path) {
+    struct stat there;
+    if (stat(path.c_str(), &there) == 0 && there.st_ino == ours_.st_ino &&
+        there.st_dev == ours_.st_dev) {
+      unlink(path.c_str());
+    }
   }
 
   static bool stdinEnded() {
@@ -363,6 +377,7 @@ class Loop {
   const shim::Settings& settings_;
   const size_t maxMessages_;
   epoll_event scratch_{};
+  struct stat ours_{};  // the socket file of ours at the filter's path
   int pool_ = -1;
   bool draining_ = false;
   bool paused_ = false;

@@ -288,6 +288,16 @@ def test_stdin_eof_stops_after_the_message_in_progress(courier_pool, start_filte
     assert not courier.socket.exists()
 
 
+def test_stopping_leaves_the_socket_of_a_filter_started_after_it(courier_pool, start_filter):
+    # courierfilter restarted while the old filter drains: the new one's socket must stay.
+    daemon = courier_pool()
+    old = start_filter(daemon)
+    new = start_filter(daemon)  # the same name: its socket takes the path
+    assert old.stop() == 0
+    data, ctl = new.message(message("hello"))
+    assert new.submit(data, ctl) == "200 Ok\n"
+
+
 def test_socket_goes_where_the_mode_file_says(courier_pool, start_filter, spool):
     daemon = courier_pool()
     (spool / "etc" / "filters").mkdir(parents=True)
