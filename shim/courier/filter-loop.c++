@@ -28,6 +28,8 @@ namespace {
 // submit writes its request at once; a connection silent this long is not submit's, and it
 // must not keep one of the message slots long from the submits waiting in the backlog.
 constexpr int64_t kRequestWaitMs = 5000;
+// With every message slot taken, this long: silent connections must not keep submit waiting.
+constexpr int64_t kRequestWaitFullMs = 500;
 // The daemon answers a timed-out call itself, with a better message, if we wait this long more.
 constexpr int64_t kDaemonMarginMs = 1000;
 // Messages held at once (each holds its connection, and its files until sent); more wait in
@@ -58,6 +60,7 @@ struct Message {
   Stage stage = kReading;
   std::string text;  // submit's request so far
   std::string id = "(unknown)";
+  wire::Deadline accepted = 0;
   wire::Deadline deadline = 0;
   std::unique_ptr<capnp::MallocMessageBuilder> call;  // until sent
   std::vector<kj::AutoCloseFd> files;                 // until sent
@@ -167,11 +170,23 @@ class Loop {
       uint64_t key = nextKey_++;
       Message& m = messages_[key];
       m.connection = kj::AutoCloseFd(fd);
-      setDeadline(key, m, wire::deadlineIn(kRequestWaitMs));
+      m.accepted = wire::deadlineIn(0);
+      setDeadline(key, m, m.accepted + kRequestWaitMs);
       read(key);
     }
     pauseListening(true);  // until a message ends
+    hurryReaders();
     return false;
+  }
+
+  // Full: connections still without a whole request get kRequestWaitFullMs from their accept,
+  // so that a few silent ones (not submit's: it writes at once) free their slots soon.
+  void hurryReaders() {
+    for (auto& [key, m] : messages_) {
+      if (m.stage == Message::kReading && m.accepted + kRequestWaitFullMs < m.deadline) {
+        setDeadline(key, m, m.accepted + kRequestWaitFullMs);
+      }
+    }
   }
 
   void pauseListening(bool pause) {

@@ -234,6 +234,27 @@ def test_a_silent_connection_is_given_up_after_five_seconds(courier_pool, start_
     assert "submit sent no complete request" in courier.output()
 
 
+def test_silent_connections_holding_every_slot_are_given_up_at_once(courier_pool,
+                                                                    start_filter):
+    # 32 descriptors: 5 message slots, all taken by connections that send nothing.
+    daemon = courier_pool()
+    courier = start_filter(daemon, max_files=32)
+    silent = [socket.socket(socket.AF_UNIX) for _ in range(5)]
+    try:
+        for conn in silent:
+            conn.settimeout(30)
+            conn.connect(str(courier.socket))
+        time.sleep(0.2)
+        data, ctl = courier.message(message("hello"))
+        started = time.monotonic()
+        assert courier.submit(data, ctl) == "200 Ok\n"
+        assert time.monotonic() - started < 2
+        assert all(conn.makefile("rb").read().decode() == TEMPFAIL for conn in silent)
+    finally:
+        for conn in silent:
+            conn.close()
+
+
 def test_started_without_fd_3_it_serves(courier_pool, start_filter):
     # By hand or under another supervisor: no readiness pipe, and nothing else to close.
     daemon = courier_pool()
