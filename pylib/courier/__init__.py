@@ -35,3 +35,10 @@ STATEFUL     Upstream runs every filter in one multi-threaded process; mtapy run
                state should use courier.ttldb or mtapy.state, not module variables.
 SEE ALSO     README.md "Courier", mtapy/state.py, mtapy/filter_chain.py
 """
+
+import pkgutil
+
+# Upstream's own courier package, where installed, still gives the modules mtapy has none of
+# (courier.authdaemon, courier.quarantine, courier.sendmail, used by some of its filters);
+# mtapy's come first.
+__path__ = pkgutil.extend_path(__path__, __name__)

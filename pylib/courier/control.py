@@ -51,8 +51,9 @@ def _first(control_paths: List[str], key: str) -> Optional[str]:
     return values[0] if values else None
 
 
-def get_sender(control_paths: List[str]) -> str:
-    return _first(control_paths, "s") or ""
+def get_sender(control_paths: List[str]) -> Optional[str]:
+    """The envelope sender ('' for a bounce), None in a control file without one."""
+    return _first(control_paths, "s")
 
 
 def get_senders_mta(control_paths: List[str]) -> Optional[str]:
@@ -70,7 +71,8 @@ def get_senders_ip(control_paths: List[str]) -> Optional[str]:
 
 def get_auth_user(control_paths: List[str], body_path: Optional[str] = None) -> Optional[str]:
     """The SMTP AUTH user, or None; `body_path` is accepted for old callers, not needed."""
-    return _first(control_paths, "i")
+    values = get_lines(control_paths, "i", 1)
+    return values[0] if values else None
 
 
 def _recipients_of(path: str):
@@ -118,9 +120,15 @@ def add_recipient(control_paths: List[str], recipient: str) -> None:
     add_recipient_data(control_paths, [recipient, "", ""])
 
 
+def _triple(recipient_data: List[str]) -> List[str]:
+    if len(recipient_data) != 3:
+        raise ValueError("recipient_data must be [address, original recipient, DSN flags]")
+    return list(recipient_data)
+
+
 def add_recipient_data(control_paths: List[str], recipient_data: List[str]) -> None:
     """Add one recipient given as get_recipients_data() gives them."""
-    address, original, dsn = (list(recipient_data) + ["", "", ""])[:3]
+    address, original, dsn = _triple(recipient_data)
     with open(control_paths[-1], "ab") as f:
         f.write(b"".join(key + value.encode("utf-8", "surrogateescape") + b"\n"
                          for key, value in ((b"r", address), (b"R", original), (b"N", dsn))))
@@ -133,7 +141,8 @@ def del_recipient(control_paths: List[str], recipient: str) -> bool:
 
 def del_recipient_data(control_paths: List[str], recipient_data: List[str]) -> bool:
     """The same, for the first recipient whose data equals `recipient_data`."""
-    return _mark_done(control_paths, lambda data: data == list(recipient_data))
+    wanted = _triple(recipient_data)
+    return _mark_done(control_paths, lambda data: data == wanted)
 
 
 def _mark_done(control_paths, matches) -> bool:

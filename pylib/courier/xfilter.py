@@ -13,42 +13,51 @@ import email.generator
 import email.policy
 from typing import List
 
+import courier.config  # noqa: F401  (upstream's xfilter imports it; filters rely on that)
 from courier import control
 
 
-class InitError(Exception):
+class XFilterError(Exception):
+    """What XFilter raises."""
+
+
+class InitError(XFilterError):
     """The message's data file or a control file could not be read."""
 
 
 class XFilter:
+    """Its attributes are upstream's: filter_name, body_path, control_paths, message,
+    control_data."""
+
     def __init__(self, filter_name: str, body_path: str, control_paths: List[str]):
         self.filter_name = filter_name
-        self._body_path = body_path
+        self.body_path = body_path
+        self.control_paths = control_paths
         try:
             with open(body_path, "rb") as body:
-                self._message = email.message_from_binary_file(body, policy=email.policy.compat32)
-            self._control_data = control.get_control_data(control_paths)
-        except OSError as e:
+                self.message = email.message_from_binary_file(body, policy=email.policy.compat32)
+            self.control_data = control.get_control_data(control_paths)
+        except Exception as e:  # as upstream: whatever kept the message from loading
             raise InitError(f"{filter_name}: cannot read the message: {e}") from e
 
     def get_message(self) -> email.message.Message:
-        return self._message
+        return self.message
 
     def set_message(self, message: email.message.Message) -> None:
-        self._message = message
+        self.message = message
 
     def get_control_data(self) -> dict:
-        return self._control_data
+        return self.control_data
 
     def submit(self) -> str:
         # Whole, then written: a message that cannot be serialized must not leave the data
         # file empty (an empty message would go on to be delivered).
         out = io.BytesIO()
-        email.generator.BytesGenerator(out, mangle_from_=False).flatten(self._message)
+        email.generator.BytesGenerator(out, mangle_from_=False).flatten(self.message)
         data = out.getvalue()
         if not data.endswith(b"\n"):
             data += b"\n"
-        with open(self._body_path, "r+b") as body:
+        with open(self.body_path, "r+b") as body:
             body.write(data)
             body.truncate()
         return ""

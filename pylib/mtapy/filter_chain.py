@@ -144,8 +144,18 @@ def _import(name: str):
     if short in REPLACED_FILTERS:
         return importlib.import_module(REPLACED_FILTERS[short])
     try:
-        return importlib.import_module(name)
+        module = importlib.import_module(name)
     except ModuleNotFoundError as missing:
         if missing.name != name or name.startswith("pythonfilter."):
             raise
         return importlib.import_module("pythonfilter." + name)
+    if name.startswith("pythonfilter.") or _is_filter(module):
+        return module
+    try:  # a module of that name on the path that is no filter (upstream looks only here)
+        return importlib.import_module("pythonfilter." + name)
+    except ModuleNotFoundError:
+        return module  # the chain says it has no do_filter
+
+
+def _is_filter(module: ModuleType) -> bool:
+    return any(callable(getattr(module, f, None)) for f in ("doFilter", "do_filter"))

@@ -84,3 +84,21 @@ def test_the_old_camel_case_names_are_the_same_functions():
 def test_a_missing_control_file_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         control.get_sender([str(tmp_path / "gone")])
+
+
+def test_upstream_s_rules_for_odd_arguments_and_files(tmp_path):
+    paths = files(tmp_path, PLAIN)
+    for wrong in (["x@example.com"], ["x@example.com", "", "", ""]):
+        with pytest.raises(ValueError):
+            control.add_recipient_data(paths, wrong)
+        with pytest.raises(ValueError):
+            control.del_recipient_data(paths, wrong)
+    assert control.get_recipients(paths) == ["someone@example.com"]  # nothing was written
+    no_sender = files(tmp_path, b"rsomeone@example.com\nR\nN\n")
+    assert control.get_sender(no_sender) is None
+    bounce = files(tmp_path, b"s\nrsomeone@example.com\nR\nN\n")
+    assert control.get_sender(bounce) == ""
+    # The AUTH record is looked for in every file, as upstream does.
+    two = files(tmp_path, b"ssender@example.net\nra@example.com\nR\nN\n",
+                b"iauthed-user\nrb@example.com\nR\nN\n")
+    assert control.get_auth_user(two) == "authed-user"

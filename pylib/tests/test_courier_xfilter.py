@@ -1,5 +1,9 @@
 """courier.xfilter: a header edit lands in the data file, and only through submit()."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from courier import xfilter
@@ -43,3 +47,39 @@ def test_a_message_that_cannot_be_written_leaves_the_data_file_as_it_was(tmp_pat
     with pytest.raises(UnicodeEncodeError):
         edit.submit()
     assert open(body, "rb").read() == BODY
+
+
+def test_upstream_s_names_errors_and_attributes(tmp_path):
+    body, ctls = message(tmp_path)
+    edit = xfilter.XFilter("test", body, ctls)
+    assert (edit.filter_name, edit.body_path, edit.control_paths) == ("test", body, ctls)
+    assert edit.message is edit.get_message() and edit.control_data["s"] == "a@example.net"
+    assert issubclass(xfilter.InitError, xfilter.XFilterError)
+    with pytest.raises(xfilter.XFilterError):
+        xfilter.XFilter("test", str(tmp_path / "gone"), ctls)
+    with pytest.raises(xfilter.InitError):  # not only a missing file: any failure to load
+        xfilter.XFilter("test", body, None)
+
+
+def test_importing_xfilter_makes_courier_config_available_as_upstream_s_does():
+    # Upstream's filters (add_signature) call courier.config having imported only xfilter.
+    code = "import courier.xfilter, courier\nprint(hasattr(courier, 'config'))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "True\n"
+
+
+def test_upstream_s_other_courier_modules_still_import_where_it_is_installed(tmp_path):
+    # courier.authdaemon, .quarantine, .sendmail are upstream's alone; mtapy's modules win.
+    upstream = tmp_path / "upstream" / "courier"
+    upstream.mkdir(parents=True)
+    (upstream / "__init__.py").write_text("")
+    (upstream / "authdaemon.py").write_text("WHOSE = 'upstream'\n")
+    (upstream / "control.py").write_text("WHOSE = 'upstream'\n")
+    code = ("import courier.authdaemon, courier.control\n"
+            "print(courier.authdaemon.WHOSE, hasattr(courier.control, 'get_sender'))\n")
+    env = {**os.environ, "PYTHONPATH": os.environ["PYTHONPATH"] + os.pathsep +
+           str(tmp_path / "upstream")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env).stdout
+    assert out == "upstream True\n"

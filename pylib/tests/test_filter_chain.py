@@ -84,3 +84,20 @@ def test_a_broken_filter_counts_as_empty_or_tempfails_as_configured(filters, tmp
 def test_a_malformed_conf_line_names_its_line(tmp_path):
     with pytest.raises(ValueError, match=r"pythonfilter.conf:2:"):
         conf(tmp_path, "first\nsecond against third\n")
+
+
+def test_a_module_on_the_path_that_is_no_filter_leaves_the_name_to_upstream_s(
+        tmp_path, monkeypatch, clean_imports):
+    # Upstream imports a conf line's name from its pythonfilter package only; a module of that
+    # name elsewhere on the path (here an unrelated debug.py) must not hide it.
+    site = tmp_path / "site"
+    (site / "pythonfilter").mkdir(parents=True)
+    (site / "pythonfilter" / "__init__.py").write_text("")
+    (site / "pythonfilter" / "debug.py").write_text(
+        "def do_filter(body_path, control_paths):\n    return '250 upstream debug'\n")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "debug.py").write_text("LEVEL = 3\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(tmp_path / "elsewhere"))
+    monkeypatch.delitem(sys.modules, "debug", raising=False)
+    assert Chain([("debug", set())]).run("/body", ["/ctl"]) == "250 upstream debug"

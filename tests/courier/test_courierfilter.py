@@ -202,7 +202,7 @@ def test_a_leased_file_gets_4xx_at_once_and_holds_no_other_message(courier_pool,
         started = time.monotonic()
         assert courier.submit(leased, ctl) == TEMPFAIL
         assert courier.submit(data, ctl2) == "200 Ok\n"
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 10  # a blocking open waits 45 s
     finally:
         os.close(holder)
         signal.signal(signal.SIGIO, previous)
@@ -230,7 +230,7 @@ def test_a_silent_connection_is_given_up_after_five_seconds(courier_pool, start_
         conn.connect(str(courier.socket))
         started = time.monotonic()
         assert conn.makefile("rb").read().decode() == TEMPFAIL
-        assert 4 < time.monotonic() - started < 7
+        assert 4 < time.monotonic() - started < 10  # it was 30 s
     assert "submit sent no complete request" in courier.output()
 
 
@@ -248,7 +248,7 @@ def test_silent_connections_holding_every_slot_are_given_up_at_once(courier_pool
         data, ctl = courier.message(message("hello"))
         started = time.monotonic()
         assert courier.submit(data, ctl) == "200 Ok\n"
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 3.5  # 5 s for each silent one before
         assert all(conn.makefile("rb").read().decode() == TEMPFAIL for conn in silent)
     finally:
         for conn in silent:
