@@ -5,8 +5,9 @@
 //              (every kScanInterval), when a worker dies (to answer its caller) and for
 //              `mtapyctl status`. Writing a slot costs a few stores, no system call.
 // SECURITY     Each pool has its own table, mapped only by the daemon and that pool's workers.
-//              A worker can write anything into it, so the daemon bounds every string it reads
-//              and trusts no pid from it; the worst a policy can do is misreport its own pool.
+//              A worker can write anything into it, so the daemon bounds every string it reads,
+//              trusts no pid from it, sends answers only to autobound (abstract) addresses, and
+//              seals the table's size; the worst a policy can do is misreport its own pool.
 // SEE ALSO     workerd/worker/call-slot.c++ (the writer), workerd/pool.c++ (the reader)
 #pragma once
 

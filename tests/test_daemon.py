@@ -7,6 +7,7 @@ mtapyctl where an admin would. dlfunc results: OK 0, DEFER 1, FAIL 2, ERROR 3, F
 the shim reports every failure as FAIL (DEFER would also write Exim's panic log).
 """
 
+import errno
 import hashlib
 import os
 import pwd
@@ -158,6 +159,71 @@ def test_the_worker_exports_the_python_api_and_none_of_its_own_code(make_daemon,
     assert not own, f"{len(own)} of the worker's own symbols exported, e.g. {own[:5]}"
     d = make_daemon(pool_toml("a", write_policy(stage, "extensions.py", EXTENSIONS)))
     assert d.call("a", "import_every_extension")[:2] == (0, "all imported")
+
+
+SCOREBOARD_TAMPERING = """
+    import ctypes, mmap, os, time
+
+    # proto/scoreboard.h, as the worker sees it on fd 5
+    class Call(ctypes.Structure):
+        _fields_ = [("number", ctypes.c_uint64), ("startedNs", ctypes.c_int64),
+                    ("deadlineNs", ctypes.c_int64), ("requestId", ctypes.c_uint64),
+                    ("kind", ctypes.c_uint32), ("callerUid", ctypes.c_uint32),
+                    ("connection", ctypes.c_int32), ("addressLength", ctypes.c_uint32),
+                    ("address", ctypes.c_char * 108), ("function", ctypes.c_char * 64),
+                    ("messageId", ctypes.c_char * 64)]
+
+    class FunctionCount(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_char * 64), ("calls", ctypes.c_uint64),
+                    ("failures", ctypes.c_uint64)]
+
+    class Slot(ctypes.Structure):
+        _fields_ = [("seq", ctypes.c_uint32), ("state", ctypes.c_uint32),
+                    ("keeperPid", ctypes.c_int32), ("call", Call), ("calls", ctypes.c_uint64),
+                    ("failures", ctypes.c_uint64), ("functions", FunctionCount * 16),
+                    ("latencyNext", ctypes.c_uint32), ("latencyMicros", ctypes.c_uint32 * 256)]
+
+    def shrink():
+        try:
+            os.ftruncate(5, 0)
+            return "shrunk"
+        except OSError as e:
+            return f"refused {e.errno}"
+
+    def misdirect(path):
+        table = mmap.mmap(5, os.fstat(5).st_size)
+        for i in range(int.from_bytes(table[4:8], "little")):
+            slot = Slot.from_buffer(table, 8 + i * ctypes.sizeof(Slot))
+            if slot.state == 3 and slot.call.function == b"misdirect":  # this call's slot
+                slot.call.address = path.encode()
+                slot.call.addressLength = len(path)
+        time.sleep(10)  # past the timeout: the daemon answers "the caller" itself
+
+    def ping():
+        return "pong"
+"""
+
+
+def test_a_policy_writing_its_scoreboard_neither_crashes_the_daemon_nor_aims_it(
+        make_daemon, stage, tmp_path, harness):
+    # The pool's table is mapped read-write by its workers, so by its policy: shrinking it
+    # would crash the root daemon at its next read (SIGBUS), and the caller's address in it
+    # must not let the policy make the daemon send, as root, to any socket it names.
+    policy = write_policy(stage, "tamper.py", SCOREBOARD_TAMPERING)
+    d = make_daemon(pool_toml("a", policy, timeout="1s") + pool_toml("b", policy))
+    assert d.call("a", "shrink")[:2] == (0, f"refused {errno.EPERM}")
+    root_only = tmp_path / "root-only"
+    root_only.mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as victim:
+        victim.bind(str(root_only / "victim.sock"))
+        victim.settimeout(3)
+        # (the real caller, whose address the policy overwrote, gets no answer: its timeout)
+        conf = shim_conf(d, pool="a", timeout="2s")
+        assert exim_call(harness, conf, "misdirect", str(root_only / "victim.sock"))[0] == FAIL
+        with pytest.raises(socket.timeout):
+            victim.recv(65536)
+    assert d.process.poll() is None, d.log()
+    assert d.call("b", "ping")[:2] == (0, "pong") and d.call("a", "ping")[:2] == (0, "pong")
 
 
 def test_loading_the_shim_is_silent_whatever_shim_conf_says(harness, tmp_path):

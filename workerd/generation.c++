@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <algorithm>
+#include <cctype>
 #include <cstring>
 
 namespace mtapy::workerd {
@@ -48,7 +50,16 @@ kj::AutoCloseFd newMemfd(const char* name, unsigned flags, size_t bytes) {
   return owned;
 }
 
+bool isAutobound(const char* address, uint32_t length) {
+  constexpr uint32_t kAutobindLength = 6;  // '\0' and "%05x" (Linux's unix_autobind)
+  if (length != kAutobindLength || address[0] != '\0') return false;
+  return std::all_of(address + 1, address + length, [](char c) { return isxdigit(c) != 0; });
+}
+
 scoreboard::Table* mapTable(int fd, uint32_t slots) {
+  // The workers map it read-write too: its size is sealed, or a policy that shrank it would
+  // crash the daemon (SIGBUS) on its next read of a slot.
+  KJ_SYSCALL(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL));
   void* mapped =
       mmap(nullptr, scoreboard::tableBytes(slots), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (mapped == MAP_FAILED) KJ_FAIL_SYSCALL("mmap", errno);
@@ -111,7 +122,7 @@ Generation::Generation(uint32_t number, const PoolConfig& config, const PoolSock
       owner_(owner),
       codeFd_(newMemfd("mtapy-code", MFD_ALLOW_SEALING, 0)),
       slots_(config.processLimit),
-      tableFd_(newMemfd("mtapy-scoreboard", 0, scoreboard::tableBytes(slots_))),
+      tableFd_(newMemfd("mtapy-scoreboard", MFD_ALLOW_SEALING, scoreboard::tableBytes(slots_))),
       table_(mapTable(tableFd_, slots_)),
       answered_(slots_, 0),
       lastActive_(slots_, 0),
@@ -244,7 +255,10 @@ void Generation::answerLost(uint32_t index, Kind kind, const std::string& messag
     }
     return;
   }
-  if (call.addressLength == 0 || call.addressLength > sizeof call.address) return;
+  // Callers' sockets are autobound: an abstract name of five hex digits. The slot is the
+  // policy's to scribble on, and the daemon, as root, must not send to any other address
+  // (journald's socket, /dev/log, another service's).
+  if (!isAutobound(call.address, call.addressLength)) return;
   capnp::MallocMessageBuilder answer;
   auto response = answer.initRoot<proto::Response>();
   response.setId(call.requestId);
