@@ -898,6 +898,22 @@ print("refused:", refused, "held:", held)
 """
 
 
+def test_a_readsocket_in_a_folder_others_may_write_is_refused(make_daemon, stage, users):
+    # There, that user could swap the socket for a link to any file, and the daemon, setting
+    # the socket's permissions by its path at a reload, would open that file to the clients.
+    policy = write_policy(stage, "rs-folder.py", POLICY)
+    theirs = stage / "run" / "users-folder"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, users["mtapy-t2"].pw_uid, -1)
+    with pytest.raises(RuntimeError, match="a socket's folder must be root's"):
+        make_daemon(pool_toml("a", policy, readsocket=str(theirs / "rs.sock")))
+    shared = stage / "run" / "group-writable"
+    shared.mkdir()
+    shared.chmod(0o775)
+    with pytest.raises(RuntimeError, match="a socket's folder must be root's"):
+        make_daemon(pool_toml("a", policy, readsocket=str(shared / "rs.sock")))
+
+
 def test_a_local_user_who_is_no_client_is_refused_by_the_kernel(make_daemon, stage, harness):
     policy = write_policy(stage, "stranger-policy.py", PID_POLICY)
     d = make_daemon(pool_toml("a", policy, readsocket=str(stage / "run" / "stranger-rs.sock")))

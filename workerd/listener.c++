@@ -44,8 +44,7 @@ int bindSocket(const std::string& path, mode_t mode) {
   mode_t old = umask(0777 & ~mode);  // no window in which the socket has looser permissions
   int bound = bind(fd, (sockaddr*)&address, sizeof address);
   umask(old);
-  KJ_SYSCALL(bound, "bind", path);
-  KJ_SYSCALL(chmod(path.c_str(), mode), path);
+  KJ_SYSCALL(bound, "bind", path);  // the socket has `mode` from the umask: no chmod by path
   KJ_SYSCALL(listen(fd, 256));
   return owned.release();
 }

@@ -32,6 +32,20 @@ void makeDir(const std::string& dir) {
   if (mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) KJ_FAIL_SYSCALL("mkdir", errno, dir);
 }
 
+// A socket's folder: whoever may write in it could put a link in the socket's place, and the
+// daemon, as root, sets the socket's permissions by its path.
+void requireRootsFolder(const std::string& socketPath) {
+  size_t slash = socketPath.rfind('/');
+  std::string folder = slash == 0 ? "/" : socketPath.substr(0, slash);
+  struct stat st;
+  if (stat(folder.c_str(), &st) < 0) KJ_FAIL_SYSCALL("stat", errno, folder);
+  bool othersWrite = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0;
+  KJ_REQUIRE(st.st_uid == 0 && !othersWrite,
+             "a socket's folder must be root's, and writable by root alone (or sticky, as "
+             "/tmp): chown root and chmod go-w it, or put the socket elsewhere",
+             socketPath, folder);
+}
+
 // A datagram socket whose queue holds `queueLength` calls. Linux reads that length from a
 // sysctl when the socket is created, so set it for that moment and put it back. (A private
 // network namespace would leave the host's value alone, but abstract addresses, to which
@@ -77,13 +91,16 @@ void allowOnly(const std::string& path, std::vector<uid_t> clients) {
   uint32_t version = 2;
   memcpy(value.data(), &version, 4);
   value.append(reinterpret_cast<const char*>(acl.data()), acl.size() * sizeof(Entry));
-  if (setxattr(path.c_str(), "system.posix_acl_access", value.data(), value.size(), 0) < 0) {
+  // lsetxattr: at a reload the path is set anew, and a link put in the socket's place must
+  // not carry the ACL to the file it names.
+  if (lsetxattr(path.c_str(), "system.posix_acl_access", value.data(), value.size(), 0) < 0) {
     KJ_FAIL_SYSCALL("setting the socket's ACL (does the filesystem support POSIX ACLs?)", errno,
                     path);
   }
 }
 
 void bindTo(int fd, const std::string& path) {
+  requireRootsFolder(path);
   claimSocketPath(path);
   sockaddr_un address = addressOf(path);
   mode_t old = umask(0177);  // no window in which the socket is open to all
