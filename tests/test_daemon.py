@@ -898,6 +898,26 @@ print("refused:", refused, "held:", held)
 """
 
 
+FORGER = """
+    import sys
+
+    def forge():
+        sys.stderr.write("hello\\nmtapy-workerd[1] critical: pool b: forged\\n\\x1b[31mred\\n")
+        sys.stderr.flush()
+        return "written"
+"""
+
+
+def test_what_a_policy_prints_cannot_pass_for_the_daemon_s_own_log_lines(make_daemon, stage):
+    d = make_daemon(pool_toml("a", write_policy(stage, "forger.py", FORGER)))
+    assert d.call("a", "forge")[:2] == (0, "written")
+    assert wait_for(lambda: "forged" in d.log())
+    log = d.log()
+    assert not any(line.startswith("mtapy-workerd[1]") for line in log.splitlines()), log
+    assert "\x1b" not in log and "\\x1b[31mred" in log
+    assert "\n    | mtapy-workerd[1] critical: pool b: forged" in log
+
+
 def test_a_readsocket_in_a_folder_others_may_write_is_refused(make_daemon, stage, users):
     # There, that user could swap the socket for a link to any file, and the daemon, setting
     # the socket's permissions by its path at a reload, would open that file to the clients.

@@ -15,7 +15,9 @@ constexpr size_t kMaxFunctionNames = 1000;  // bounded stats even for junk names
 }  // namespace
 
 std::string boundedText(const char* text, size_t size) {
-  return std::string(text, strnlen(text, size));
+  // Printable: the policy may have written anything there, and it goes into log lines.
+  return calls::printable(
+      kj::arrayPtr(reinterpret_cast<const kj::byte*>(text), strnlen(text, size)));
 }
 
 void CallStats::count(const std::string& name, uint64_t calls, uint64_t failures) {

@@ -33,7 +33,7 @@ class CallStats {
   std::vector<uint32_t> latencies_;  // the latest, oldest first
 };
 
-// A string a worker wrote into a fixed field of its slot, read with a bound.
+// A string a worker wrote into a fixed field of its slot, read with a bound, made printable.
 std::string boundedText(const char* text, size_t size);
 
 }  // namespace mtapy::workerd

@@ -1,6 +1,7 @@
 // supervisor.c++ - one generation's worker processes: spawn, hello, go, reap, throttle, retire
 #include "supervisor.h"
 
+#include "call-kinds.h"
 #include "framed-read.h"
 #include "proto/worker.capnp.h"
 
@@ -22,6 +23,20 @@ constexpr auto kFirstBackoff = 1 * kj::SECONDS;
 constexpr auto kRespawnDelay = 100 * kj::MILLISECONDS;  // after a kill from outside
 constexpr size_t kMaxLine = 4096;  // a worker's output line is cut here in the log
 constexpr unsigned kLogEntriesPerSecond = 100;
+
+// A worker's output for the log: each line printable (control characters as \xNN), and the
+// lines after the first marked, so that nothing a policy prints passes for the daemon's own.
+std::string asLogText(const std::string& text) {
+  std::string out;
+  for (size_t at = 0;;) {
+    size_t end = std::min(text.find('\n', at), text.size());
+    if (at > 0) out += "\n    | ";
+    out += calls::printable(kj::arrayPtr(reinterpret_cast<const kj::byte*>(text.data()) + at,
+                                         end - at));
+    if (end == text.size()) return out;
+    at = end + 1;
+  }
+}
 
 std::string describeExit(int status) {
   if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
@@ -294,7 +309,7 @@ kj::Promise<void> Supervisor::copyOutput(Output& w) {
     w.pending.erase(0, end);
     while (!text.empty() && text.back() == '\n') text.pop_back();
     if (!text.empty() && admitLogEntry()) {
-      spdlog::info("pool {} worker pid {}: {}", config_.name, w.pid, text);
+      spdlog::info("pool {} worker pid {}: {}", config_.name, w.pid, asLogText(text));
     }
     if (n == 0) return kj::READY_NOW;  // the worker and its children closed it
     return copyOutput(w);
