@@ -9,6 +9,7 @@ the shim reports every failure as FAIL (DEFER would also write Exim's panic log)
 
 import errno
 import hashlib
+import json
 import os
 import pwd
 import re
@@ -906,6 +907,30 @@ FORGER = """
         sys.stderr.flush()
         return "written"
 """
+
+
+ENVIRONMENT = """
+    import json, os
+
+    def environment():
+        return json.dumps({k: os.environ.get(k) for k in
+                           ("NOTIFY_SOCKET", "LISTEN_FDS", "HOME", "USER", "LOGNAME", "LANG")})
+"""
+
+
+def test_workers_get_their_user_s_identity_and_none_of_the_service_manager_s_variables(
+        make_daemon, stage, monkeypatch):
+    # Under systemd the daemon has NOTIFY_SOCKET (and, socket-activated, LISTEN_FDS): a policy
+    # must not speak to systemd as the daemon, nor think itself root at HOME=/root.
+    for name, value in (("NOTIFY_SOCKET", "/run/systemd/notify"), ("LISTEN_FDS", "1"),
+                        ("HOME", "/root"), ("USER", "root"), ("LANG", "C.UTF-8")):
+        monkeypatch.setenv(name, value)
+    d = make_daemon(pool_toml("a", write_policy(stage, "environment.py", ENVIRONMENT)))
+    rc, out, _ = d.call("a", "environment")
+    home = pwd.getpwnam("mtapy-t1").pw_dir
+    assert (rc, json.loads(out)) == (0, {"NOTIFY_SOCKET": None, "LISTEN_FDS": None, "HOME": home,
+                                         "USER": "mtapy-t1", "LOGNAME": "mtapy-t1",
+                                         "LANG": "C.UTF-8"})
 
 
 def test_what_a_policy_prints_cannot_pass_for_the_daemon_s_own_log_lines(make_daemon, stage):

@@ -4,8 +4,10 @@
 #include <kj/debug.h>
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <vector>
@@ -45,9 +47,21 @@ Spawned ExecSpawner::spawn(const PoolConfig& pool, const WorkerSpec& spec) {
   // The state's URL goes in the environment, not in argv: it may hold a Redis password, and
   // any local user can read a process's argv (/proc/PID/cmdline); its environment only its
   // own user (pylib/mtapy/state.py reads MTAPY_STATE).
-  std::vector<std::string> environment = {"MTAPY_STATE=" + pool.state};
-  for (char** e = environ; *e != nullptr; ++e)
-    if (strncmp(*e, "MTAPY_STATE=", 12) != 0) environment.push_back(*e);
+  // The rest is the daemon's own, less what names root or speaks for the daemon to its
+  // service manager (a worker could else notify systemd, or pick up its sockets, as the daemon).
+  const passwd* user = getpwnam(pool.user.c_str());
+  std::vector<std::string> environment = {
+      "MTAPY_STATE=" + pool.state, "USER=" + pool.user, "LOGNAME=" + pool.user,
+      "HOME=" + std::string(user != nullptr && user->pw_dir != nullptr ? user->pw_dir : "/")};
+  static const char* const kDaemons[] = {"MTAPY_STATE=", "USER=", "LOGNAME=", "HOME=",
+                                         "NOTIFY_SOCKET=", "LISTEN_FDS=", "LISTEN_PID=",
+                                         "LISTEN_FDNAMES=", "WATCHDOG_USEC=", "WATCHDOG_PID="};
+  for (char** e = environ; *e != nullptr; ++e) {
+    bool daemons = std::any_of(std::begin(kDaemons), std::end(kDaemons), [e](const char* name) {
+      return strncmp(*e, name, strlen(name)) == 0;
+    });
+    if (!daemons) environment.push_back(*e);
+  }
   std::vector<char*> envp;
   for (std::string& e : environment) envp.push_back(e.data());
   envp.push_back(nullptr);
