@@ -190,3 +190,19 @@ TEST_CASE("a boot error said just before the worker exits is reported, not lost"
   CHECK(spawner.spawned == 1);  // held: reported, not retried or throttled
   CHECK(!supervisor.throttled());
 }
+
+TEST_CASE("a worker whose exit is collected is named by no pid while its last words may come") {
+  // It exits before its Hello while a child of its own session keeps its channel open: the
+  // supervisor waits up to 1 s for its words, and meanwhile the pid may be another process's.
+  PoolConfig pool = onePool();
+  auto io = kj::setupAsyncIo();
+  ScriptSpawner spawner("(setsid sleep 2 &); exit 3");
+  Quiet events;
+  Supervisor supervisor(pool, spawner, WorkerSpec{0, 1, -1, -1, -1, -1, false}, 1, true, io,
+                        events);
+  supervisor.start();
+  REQUIRE(supervisor.pidIn(0) != 0);  // starting: named
+  io.provider->getTimer().afterDelay(300 * kj::MILLISECONDS).wait(io.waitScope);
+  CHECK(events.exits == 0);  // still waiting for its words
+  CHECK(supervisor.pidIn(0) == 0);
+}

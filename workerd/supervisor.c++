@@ -80,6 +80,9 @@ struct Supervisor::Worker {
   State state = kStarting;
   bool timedOut = false;  // killed by start_timeout
   bool ready = false;     // said Hello
+  // Its exit was collected while its last words may still come: its pid may be another
+  // process's by now, so nothing is sent to it (what it forked is killed by process group).
+  bool reaped = false;
   std::string failure, traceback;  // why it could not start, when it said so
   kj::Promise<void> hello = nullptr;
 };
@@ -103,15 +106,15 @@ namespace {
 
 // A worker and what it forked. It leads a process group of its own only once its side of
 // fork() has called setsid(): a worker killed just after it was spawned must be named by pid.
-void killWorker(pid_t pid) {
+void killWorker(pid_t pid, bool reaped) {
   kill(-pid, SIGKILL);
-  kill(pid, SIGKILL);
+  if (!reaped) kill(pid, SIGKILL);
 }
 
 }  // namespace
 
 Supervisor::~Supervisor() noexcept {
-  for (auto& w : workers_) killWorker(w->pid);
+  for (auto& w : workers_) killWorker(w->pid, w->reaped);
 }
 
 void Supervisor::start() {
@@ -169,7 +172,7 @@ uint32_t Supervisor::throttledSeconds() const {
 
 pid_t Supervisor::pidIn(uint32_t slot) const {
   for (auto& w : workers_) {
-    if (w->slot == slot) return w->pid;
+    if (w->slot == slot) return w->reaped ? 0 : w->pid;
   }
   return 0;
 }
@@ -229,7 +232,7 @@ void Supervisor::spawnOne(bool takeCode) {
   pid_t pid = w.pid;
   tasks_.add(timer_.afterDelay(config_.startTimeoutMs * kj::MILLISECONDS).then([this, pid]() {
     Worker* late = find(pid);
-    if (late == nullptr || late->state != Worker::kStarting) return;
+    if (late == nullptr || late->state != Worker::kStarting || late->reaped) return;
     late->failure = "worker pid " + std::to_string(pid) + " did not load its policy within " +
                     std::to_string(config_.startTimeoutMs) + " ms (start_timeout)";
     if (!held_) spdlog::error("pool {}: {}; killing it", config_.name, late->failure);
@@ -245,6 +248,7 @@ void Supervisor::spawnOne(bool takeCode) {
     }
     // A worker that could not start says why just before it exits, and its exit may be seen
     // before its words: read them first. Killing what it forked closes its channel.
+    gone->reaped = true;
     kill(-pid, SIGKILL);
     return kj::mv(gone->hello)
         .exclusiveJoin(timer_.afterDelay(1 * kj::SECONDS))
@@ -274,7 +278,7 @@ kj::Promise<void> Supervisor::awaitHello(Worker& w) {
             if (!events_.codeLoaded(hello.getCode())) {
               w.failure = "the generation's code snapshot could not be sealed";
               w.state = Worker::kStopping;
-              kill(w.pid, SIGKILL);
+              if (!w.reaped) kill(w.pid, SIGKILL);
               return;
             }
             codeSealed_ = true;
@@ -292,7 +296,7 @@ kj::Promise<void> Supervisor::awaitHello(Worker& w) {
         spdlog::error("pool {}: worker pid {} sent an unreadable hello: {}", config_.name, w.pid,
                       e.getDescription().cStr());
         w.state = Worker::kStopping;
-        kill(w.pid, SIGKILL);
+        if (!w.reaped) kill(w.pid, SIGKILL);
       });
 }
 
@@ -341,11 +345,12 @@ bool Supervisor::admitLogEntry() {
 
 void Supervisor::killOverrun(pid_t pid) {
   Worker* w = find(pid);
-  if (w == nullptr) return;
+  if (w == nullptr || w->reaped) return;
   w->state = Worker::kStopping;
   kill(pid, SIGUSR2);  // faulthandler prints the stack to its output, which we log
   tasks_.add(timer_.afterDelay(kKillGrace).then([this, pid]() {
-    if (find(pid) != nullptr) kill(pid, SIGKILL);
+    Worker* still = find(pid);
+    if (still != nullptr && !still->reaped) kill(pid, SIGKILL);
   }));
   events_.readinessChanged();
 }
@@ -401,13 +406,14 @@ kj::Promise<void> Supervisor::end(Ending how) {
     w->state = Worker::kStopping;
     pid_t pid = w->pid;
     if (how == Ending::kAbandon) {
-      killWorker(pid);  // it and what its policy forked while importing
+      killWorker(pid, w->reaped);  // it and what its policy forked while importing
       continue;
     }
     tell(*w, how == Ending::kDrain ? 'd' : 'r');
     tasks_.add(timer_.afterDelay(config_.timeoutMs * kj::MILLISECONDS + kRetireGrace)
                    .then([this, pid]() {
-                     if (find(pid) == nullptr) return;
+                     Worker* late = find(pid);
+                     if (late == nullptr || late->reaped) return;
                      spdlog::warn("pool {}: worker pid {} did not stop in time; killing it",
                                   config_.name, pid);
                      kill(pid, SIGKILL);
