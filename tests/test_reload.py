@@ -224,6 +224,20 @@ def test_a_call_in_flight_across_a_reload_ends_with_the_old_code(make_daemon, st
     assert wait_for(lambda: busy not in workers(d)), d.ctl("status").stdout
 
 
+def test_a_failed_reload_s_exception_cannot_pass_for_the_daemon_s_own_log_lines(
+        make_daemon, stage, harness):
+    folder = policy_folder(stage, "forged-reload")
+    set_version(folder, "v1")
+    d = make_daemon(pool_toml("a", folder / "policy.py"))
+    write(folder / "policy.py",
+          "raise RuntimeError('no\\nmtapy-workerd[1] critical: pool b: forged\\n\\x1b[31m')\n")
+    r = reload(d)
+    assert r.returncode != 0 and "forged" in r.stdout + r.stderr
+    assert "\x1b" not in r.stdout + r.stderr + d.log()
+    assert not any(line.startswith("mtapy-workerd[1]") for line in d.log().splitlines()), d.log()
+    assert exim_call(harness, shim_conf(d), "version") == (OK, b"v1")
+
+
 def test_reload_on_change_makes_an_edit_live_within_two_seconds(make_daemon, stage, harness):
     folder = policy_folder(stage, "reload-on-change")
     set_version(folder, "v1")

@@ -5,6 +5,7 @@
 
 #include <kj/debug.h>
 
+#include <algorithm>
 #include <cstdio>
 
 namespace mtapy::calls {
@@ -145,6 +146,17 @@ std::string printable(kj::ArrayPtr<const kj::byte> bytes) {
     i++;
   }
   return out;
+}
+
+std::string printableLines(const std::string& text, const char* joint) {
+  std::string out;
+  for (size_t at = 0;;) {
+    size_t end = std::min(text.find('\n', at), text.size());
+    if (at > 0) out += joint;
+    out += printable(kj::arrayPtr(reinterpret_cast<const kj::byte*>(text.data()) + at, end - at));
+    if (end == text.size()) return out;
+    at = end + 1;
+  }
 }
 
 }  // namespace mtapy::calls

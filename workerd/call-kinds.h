@@ -57,4 +57,10 @@ std::string failureLine(kj::StringPtr pool, kj::StringPtr function, kj::StringPt
 // `bytes` as printable UTF-8: invalid sequences and control characters become \xNN.
 std::string printable(kj::ArrayPtr<const kj::byte> bytes);
 
+// What a worker wrote (a policy's output, its exception), line by line as printable(), the
+// lines joined by `joint`. In the log, kLogContinuation: no line of it passes for one of the
+// daemon's own.
+constexpr char kLogContinuation[] = "\n    | ";
+std::string printableLines(const std::string& text, const char* joint = "\n");
+
 }  // namespace mtapy::calls

@@ -1,6 +1,7 @@
 // pool.c++ - one pool: its sockets, its generations of workers, reloads, and its stand-in
 #include "pool.h"
 
+#include "call-kinds.h"
 #include "proto/datagram.h"
 
 #include <capnp/message.h>
@@ -104,9 +105,9 @@ kj::Promise<ReloadResult> Pool::promote(PoolConfig config, kj::TimePoint asked) 
     result.traceback = startTraceback_;
     reloadFailure_ = startTraceback_.empty() ? startError_ : startError_ + "\n" + startTraceback_;
     reloadFailedAt_ = time(nullptr);
-    spdlog::error("pool {}: reload failed{}: {}{}", config_.name,
+    spdlog::error("pool {}: reload failed{}: {}", config_.name,
                   live_ ? ", generation " + std::to_string(live_->number()) + " serves on" : "",
-                  startError_, startTraceback_.empty() ? "" : "\n" + startTraceback_);
+                  calls::printableLines(reloadFailure_, calls::kLogContinuation));
     return end(kj::mv(starting_), Supervisor::Ending::kAbandon).then([result]() {
       return result;
     });

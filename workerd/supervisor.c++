@@ -24,18 +24,8 @@ constexpr auto kRespawnDelay = 100 * kj::MILLISECONDS;  // after a kill from out
 constexpr size_t kMaxLine = 4096;  // a worker's output line is cut here in the log
 constexpr unsigned kLogEntriesPerSecond = 100;
 
-// A worker's output for the log: each line printable (control characters as \xNN), and the
-// lines after the first marked, so that nothing a policy prints passes for the daemon's own.
 std::string asLogText(const std::string& text) {
-  std::string out;
-  for (size_t at = 0;;) {
-    size_t end = std::min(text.find('\n', at), text.size());
-    if (at > 0) out += "\n    | ";
-    out += calls::printable(kj::arrayPtr(reinterpret_cast<const kj::byte*>(text.data()) + at,
-                                         end - at));
-    if (end == text.size()) return out;
-    at = end + 1;
-  }
+  return calls::printableLines(text, calls::kLogContinuation);
 }
 
 std::string describeExit(int status) {
@@ -265,10 +255,12 @@ kj::Promise<void> Supervisor::awaitHello(Worker& w) {
           auto hello = reader.getRoot<proto::Hello>();
           if (hello.isBootError()) {
             auto failure = hello.getBootError();
-            w.failure = failure.getMessage();
-            w.traceback = failure.getTraceback();
+            // The policy's words (its exception), for the log and for mtapyctl reload.
+            w.failure = calls::printableLines(failure.getMessage());
+            w.traceback = calls::printableLines(failure.getTraceback());
             if (!held_) {
-              spdlog::error("{}{}", w.failure, w.traceback.empty() ? "" : "\n" + w.traceback);
+              spdlog::error("{}", asLogText(w.failure + (w.traceback.empty() ? "" : "\n") +
+                                            w.traceback));
             }
             w.state = Worker::kStopping;  // it exits on its own
             return;
