@@ -27,6 +27,28 @@ std::string lines(const std::vector<std::string>& items) {
   return out;
 }
 
+// The state's URL goes in the environment, not in argv: it may hold a Redis password, and any
+// local user can read a process's argv (/proc/PID/cmdline); its environment only its own user
+// (pylib/mtapy/state.py reads MTAPY_STATE). The rest is the daemon's own, less what names root
+// or speaks for the daemon to its service manager (a worker could else notify systemd, or
+// pick up its sockets, as the daemon).
+std::vector<std::string> workerEnvironment(const PoolConfig& pool) {
+  const passwd* user = getpwnam(pool.user.c_str());
+  std::vector<std::string> environment = {
+      "MTAPY_STATE=" + pool.state, "USER=" + pool.user, "LOGNAME=" + pool.user,
+      "HOME=" + std::string(user != nullptr && user->pw_dir != nullptr ? user->pw_dir : "/")};
+  static const char* const kReplaced[] = {"MTAPY_STATE=", "USER=", "LOGNAME=", "HOME=",
+                                          "NOTIFY_SOCKET=", "LISTEN_FDS=", "LISTEN_PID=",
+                                          "LISTEN_FDNAMES=", "WATCHDOG_USEC=", "WATCHDOG_PID="};
+  for (char** e = environ; *e != nullptr; ++e) {
+    bool replaced = std::any_of(std::begin(kReplaced), std::end(kReplaced), [e](const char* name) {
+      return strncmp(*e, name, strlen(name)) == 0;
+    });
+    if (!replaced) environment.push_back(*e);
+  }
+  return environment;
+}
+
 }  // namespace
 
 Spawned ExecSpawner::spawn(const PoolConfig& pool, const WorkerSpec& spec) {
@@ -44,24 +66,7 @@ Spawned ExecSpawner::spawn(const PoolConfig& pool, const WorkerSpec& spec) {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  // The state's URL goes in the environment, not in argv: it may hold a Redis password, and
-  // any local user can read a process's argv (/proc/PID/cmdline); its environment only its
-  // own user (pylib/mtapy/state.py reads MTAPY_STATE).
-  // The rest is the daemon's own, less what names root or speaks for the daemon to its
-  // service manager (a worker could else notify systemd, or pick up its sockets, as the daemon).
-  const passwd* user = getpwnam(pool.user.c_str());
-  std::vector<std::string> environment = {
-      "MTAPY_STATE=" + pool.state, "USER=" + pool.user, "LOGNAME=" + pool.user,
-      "HOME=" + std::string(user != nullptr && user->pw_dir != nullptr ? user->pw_dir : "/")};
-  static const char* const kDaemons[] = {"MTAPY_STATE=", "USER=", "LOGNAME=", "HOME=",
-                                         "NOTIFY_SOCKET=", "LISTEN_FDS=", "LISTEN_PID=",
-                                         "LISTEN_FDNAMES=", "WATCHDOG_USEC=", "WATCHDOG_PID="};
-  for (char** e = environ; *e != nullptr; ++e) {
-    bool daemons = std::any_of(std::begin(kDaemons), std::end(kDaemons), [e](const char* name) {
-      return strncmp(*e, name, strlen(name)) == 0;
-    });
-    if (!daemons) environment.push_back(*e);
-  }
+  std::vector<std::string> environment = workerEnvironment(pool);
   std::vector<char*> envp;
   for (std::string& e : environment) envp.push_back(e.data());
   envp.push_back(nullptr);

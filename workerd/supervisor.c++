@@ -75,6 +75,16 @@ struct Supervisor::Worker {
   bool reaped = false;
   std::string failure, traceback;  // why it could not start, when it said so
   kj::Promise<void> hello = nullptr;
+
+  void signal(int number) const {
+    if (!reaped) kill(pid, number);
+  }
+  // It and what it forked. It leads a process group of its own only once its side of fork()
+  // has called setsid(): a worker killed just after it was spawned must be named by pid.
+  void killAll() const {
+    kill(-pid, SIGKILL);
+    signal(SIGKILL);
+  }
 };
 
 Supervisor::Supervisor(const PoolConfig& config, Spawner& spawner, WorkerSpec descriptors,
@@ -92,19 +102,8 @@ Supervisor::Supervisor(const PoolConfig& config, Spawner& spawner, WorkerSpec de
       target_(config.maxIdleMs ? config.minProcesses : config.processLimit),
       tasks_(*this) {}
 
-namespace {
-
-// A worker and what it forked. It leads a process group of its own only once its side of
-// fork() has called setsid(): a worker killed just after it was spawned must be named by pid.
-void killWorker(pid_t pid, bool reaped) {
-  kill(-pid, SIGKILL);
-  if (!reaped) kill(pid, SIGKILL);
-}
-
-}  // namespace
-
 Supervisor::~Supervisor() noexcept {
-  for (auto& w : workers_) killWorker(w->pid, w->reaped);
+  for (auto& w : workers_) w->killAll();
 }
 
 void Supervisor::start() {
@@ -221,14 +220,14 @@ void Supervisor::spawnOne(bool takeCode) {
   tasks_.add(copyOutput(copy).attach(kj::mv(output)));
   pid_t pid = w.pid;
   tasks_.add(timer_.afterDelay(config_.startTimeoutMs * kj::MILLISECONDS).then([this, pid]() {
-    Worker* late = find(pid);
-    if (late == nullptr || late->state != Worker::kStarting || late->reaped) return;
+    Worker* late = findLive(pid);
+    if (late == nullptr || late->state != Worker::kStarting) return;
     late->failure = "worker pid " + std::to_string(pid) + " did not load its policy within " +
                     std::to_string(config_.startTimeoutMs) + " ms (start_timeout)";
     if (!held_) spdlog::error("pool {}: {}; killing it", config_.name, late->failure);
     late->timedOut = true;
     late->state = Worker::kStopping;
-    kill(pid, SIGKILL);
+    late->signal(SIGKILL);
   }));
   tasks_.add(io_.unixEventPort.onChildExit(w.reap).then([this, pid](int status) {
     Worker* gone = find(pid);
@@ -270,7 +269,7 @@ kj::Promise<void> Supervisor::awaitHello(Worker& w) {
             if (!events_.codeLoaded(hello.getCode())) {
               w.failure = "the generation's code snapshot could not be sealed";
               w.state = Worker::kStopping;
-              if (!w.reaped) kill(w.pid, SIGKILL);
+              w.signal(SIGKILL);
               return;
             }
             codeSealed_ = true;
@@ -288,7 +287,7 @@ kj::Promise<void> Supervisor::awaitHello(Worker& w) {
         spdlog::error("pool {}: worker pid {} sent an unreadable hello: {}", config_.name, w.pid,
                       e.getDescription().cStr());
         w.state = Worker::kStopping;
-        if (!w.reaped) kill(w.pid, SIGKILL);
+        w.signal(SIGKILL);
       });
 }
 
@@ -336,13 +335,12 @@ bool Supervisor::admitLogEntry() {
 }
 
 void Supervisor::killOverrun(pid_t pid) {
-  Worker* w = find(pid);
-  if (w == nullptr || w->reaped) return;
+  Worker* w = findLive(pid);
+  if (w == nullptr) return;
   w->state = Worker::kStopping;
-  kill(pid, SIGUSR2);  // faulthandler prints the stack to its output, which we log
+  w->signal(SIGUSR2);  // faulthandler prints the stack to its output, which we log
   tasks_.add(timer_.afterDelay(kKillGrace).then([this, pid]() {
-    Worker* still = find(pid);
-    if (still != nullptr && !still->reaped) kill(pid, SIGKILL);
+    if (Worker* still = findLive(pid)) still->signal(SIGKILL);
   }));
   events_.readinessChanged();
 }
@@ -352,6 +350,11 @@ Supervisor::Worker* Supervisor::find(pid_t pid) {
     if (w->pid == pid) return w.get();
   }
   return nullptr;
+}
+
+Supervisor::Worker* Supervisor::findLive(pid_t pid) {
+  Worker* w = find(pid);
+  return w != nullptr && !w->reaped ? w : nullptr;
 }
 
 void Supervisor::exited(pid_t pid, int status) {
@@ -398,17 +401,17 @@ kj::Promise<void> Supervisor::end(Ending how) {
     w->state = Worker::kStopping;
     pid_t pid = w->pid;
     if (how == Ending::kAbandon) {
-      killWorker(pid, w->reaped);  // it and what its policy forked while importing
+      w->killAll();  // it and what its policy forked while importing
       continue;
     }
     tell(*w, how == Ending::kDrain ? 'd' : 'r');
     tasks_.add(timer_.afterDelay(config_.timeoutMs * kj::MILLISECONDS + kRetireGrace)
                    .then([this, pid]() {
-                     Worker* late = find(pid);
-                     if (late == nullptr || late->reaped) return;
+                     Worker* late = findLive(pid);
+                     if (late == nullptr) return;
                      spdlog::warn("pool {}: worker pid {} did not stop in time; killing it",
                                   config_.name, pid);
-                     kill(pid, SIGKILL);
+                     late->signal(SIGKILL);
                    }));
   }
   if (workers_.empty()) return kj::READY_NOW;

@@ -89,6 +89,7 @@ class Supervisor final : private kj::TaskSet::ErrorHandler {
   bool admitLogEntry();
   void exited(pid_t pid, int status);
   Worker* find(pid_t pid);
+  Worker* findLive(pid_t pid);  // not one whose exit was collected: its pid is not its own
   void taskFailed(kj::Exception&& exception) override;
 
   const PoolConfig& config_;

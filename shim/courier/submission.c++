@@ -50,11 +50,11 @@ std::string normalized(const std::string& path) {
 // other file, and its descriptor, opened read-write with Courier's rights, would go to the
 // pool's policy: so only regular files beneath tmp/, reached through no symlink, are opened.
 kj::AutoCloseFd openFile(const std::string& path) {
-  static const std::string spool = normalized(localStateDir() + "/tmp");
+  static const std::string spool = normalized(localStateDir() + "/tmp") + "/";
   static int spoolFd = -1;  // kept: one folder for the program's life
-  if (path.size() <= spool.size() + 1 || path.compare(0, spool.size() + 1, spool + "/") != 0) {
-    wire::fail(path + " is not in Courier's " + spool + "/ (is submit's localstatedir "
-               "another one than this filter's?)");
+  if (path.size() <= spool.size() || path.compare(0, spool.size(), spool) != 0) {
+    wire::fail(path + " is not in Courier's " + spool + " (is submit's localstatedir another "
+               "one than this filter's?)");
   }
   if (spoolFd < 0) spoolFd = open(spool.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (spoolFd < 0) wire::fail("cannot open " + spool + ": " + strerror(errno));
@@ -63,7 +63,7 @@ kj::AutoCloseFd openFile(const std::string& path) {
   // would hold every other message until the lease was broken (45 s).
   how.flags = O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  std::string beneath = path.substr(spool.size() + 1);
+  std::string beneath = path.substr(spool.size());
   int fd = int(syscall(SYS_openat2, spoolFd, beneath.c_str(), &how, sizeof how));
   if (fd < 0) wire::fail("cannot open " + path + ": " + strerror(errno));
   kj::AutoCloseFd file(fd);
@@ -77,11 +77,11 @@ kj::AutoCloseFd openFile(const std::string& path) {
 std::string messageId(int control) {
   char head[4096];
   ssize_t n = pread(control, head, sizeof head, 0);
-  std::string text(head, n > 0 ? size_t(n) : 0);
-  size_t at = text.compare(0, 1, "M") == 0 ? 0 : text.find("\nM");
+  std::string text = "\n" + std::string(head, n > 0 ? size_t(n) : 0);  // each record after \n
+  size_t at = text.find("\nM");
   if (at == std::string::npos) return "";
-  size_t from = at == 0 ? 1 : at + 2, end = text.find('\n', from);
-  return end == std::string::npos ? "" : text.substr(from, end - from);
+  size_t end = text.find('\n', at + 2);
+  return end == std::string::npos ? "" : text.substr(at + 2, end - at - 2);
 }
 
 }  // namespace
